@@ -1,0 +1,40 @@
+# The README's two commands: `make demo` and `make test`. Each creates .venv if missing, installs, runs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The torch pair that works on this class of machine (pip takes both from local disk); pyproject takes a range.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+DEMO_OUT ?= demo-output
+export RAY_AUTH_MODE ?= disabled
+
+.PHONY: demo test lint install system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Headless Chromium for the HTML report tests (installed when we can: root and apt-get present).
+system-deps:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium (Debian package) for the report tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium not installed and not root: browser tests will skip"; fi
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/prfeval demo --output $(DEMO_OUT)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(VENV)/.installed system-deps lint
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

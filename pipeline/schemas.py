@@ -1,0 +1,134 @@
+"""Table schemas, declared once. Writers cast to these; readers and tests check against them.
+
+Columns a table may carry beyond these (manifest extras, joined codec metadata) are appended after the declared
+ones by :func:`with_extras`; the declared columns always keep their names, order and types.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# The manifest: required columns must be present; optional ones are added as nulls when absent.
+MANIFEST_REQUIRED = ("ref_id", "ref_uri", "dist_id", "dist_uri", "codec")
+MANIFEST = pa.schema(
+    [
+        ("ref_id", pa.string()),
+        ("ref_uri", pa.string()),
+        ("dist_id", pa.string()),
+        ("dist_uri", pa.string()),
+        ("codec", pa.string()),
+        ("codec_version", pa.string()),
+        ("setting", pa.string()),
+        ("bytes", pa.int64()),
+    ]
+)
+
+# What `prfeval sweep` writes: the manifest plus how long the codec took.
+SWEEP_MANIFEST = pa.schema(
+    [
+        *MANIFEST,
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("bpp", pa.float64()),
+        ("encode_ms", pa.float64()),
+        ("decode_ms", pa.float64()),
+        ("bitstream_uri", pa.string()),
+    ]
+)
+
+# One row per codec and library version: what the knob is called and its range.
+CODECS = pa.schema(
+    [
+        ("codec", pa.string()),
+        ("codec_version", pa.string()),
+        ("library", pa.string()),
+        ("knob", pa.string()),
+        ("knob_min", pa.float64()),
+        ("knob_max", pa.float64()),
+        ("higher_is_better_quality", pa.bool_()),
+        ("description", pa.string()),
+    ]
+)
+
+IMAGES = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("ref_id", pa.string()),
+        ("dist_id", pa.string()),
+        ("ref_uri", pa.string()),
+        ("dist_uri", pa.string()),
+        ("codec", pa.string()),
+        ("codec_version", pa.string()),
+        ("setting", pa.string()),
+        ("bytes", pa.int64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("bpp", pa.float64()),
+        ("psnr", pa.float64()),
+        ("psnr_y", pa.float64()),
+        ("ms_ssim", pa.float64()),
+        ("prf_score", pa.float64()),
+        ("prf_win_rate", pa.float64()),
+        ("n_pairs", pa.int32()),
+    ]
+)
+
+PAIRS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("ref_id", pa.string()),
+        ("a_id", pa.string()),
+        ("b_id", pa.string()),
+        ("p_a", pa.float64()),
+        ("logit", pa.float64()),
+        ("model", pa.string()),
+        ("checkpoint_sha256", pa.string()),
+        ("n_patches", pa.int32()),
+        ("a_codec", pa.string()),
+        ("b_codec", pa.string()),
+        ("a_setting", pa.string()),
+        ("b_setting", pa.string()),
+        ("a_bpp", pa.float64()),
+        ("b_bpp", pa.float64()),
+    ]
+)
+
+ERRORS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("stage", pa.string()),
+        ("ref_id", pa.string()),
+        ("dist_id", pa.string()),
+        ("uri", pa.string()),
+        ("error", pa.string()),
+        ("message", pa.string()),
+    ]
+)
+
+
+def with_extras(schema: pa.Schema, table: pa.Table) -> pa.Schema:
+    """``schema`` followed by the columns of ``table`` it does not declare (carried or joined columns)."""
+    extra = [f for f in table.schema if schema.get_field_index(f.name) < 0]
+    return pa.schema([*schema, *extra])
+
+
+def conform(rows: list[dict] | pa.Table, schema: pa.Schema, *, keep_extras: bool = True) -> pa.Table:
+    """Build a table with the declared columns in order and type (missing ones null), plus any extras."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows) if rows else None
+    n = 0 if table is None else table.num_rows
+    columns, fields = [], []
+    for field in schema:
+        if table is not None and field.name in table.column_names:
+            col = table.column(field.name)
+            if col.type != field.type:
+                col = col.cast(field.type) if not pa.types.is_null(col.type) else pa.nulls(n, field.type)
+        else:
+            col = pa.nulls(n, field.type)
+        columns.append(col)
+        fields.append(field)
+    if keep_extras and table is not None:
+        for f in table.schema:
+            if schema.get_field_index(f.name) < 0:
+                columns.append(table.column(f.name))
+                fields.append(f)
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))

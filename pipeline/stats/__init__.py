@@ -1,0 +1,1 @@
+"""Statistics for leaderboards and regression gates: pure numpy/pandas, no Ray."""
