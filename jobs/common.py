@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import functools
-import platform
-import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 
 from pipeline import storage
+from pipeline.provenance import git_commit, new_run_id, utc_now, versions
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_ROW_ERRORS",
+    "EXIT_USAGE",
+    "ArgumentParser",
+    "UsageError",
+    "command",
+    "git_commit",
+    "new_run_id",
+    "utc_now",
+    "versions",
+]
 
 EXIT_OK = 0
 EXIT_ROW_ERRORS = 1  # some rows failed (see errors); for `regress`: a regression
@@ -41,39 +51,3 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message}")
-
-
-def new_run_id(prefix: str = "run") -> str:
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{prefix}-{now}-{uuid.uuid4().hex[:6]}"
-
-
-def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def versions() -> dict[str, str]:
-    """Versions of prfeval and the libraries that shape its numbers."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for dist in ("prfeval", "torch", "ray", "pyarrow", "timm", "pillow", "imagecodecs"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "unknown"
-    return out
-
-
-def git_commit() -> str | None:
-    """The commit prfeval runs from, when it runs from a git checkout."""
-    import os
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        out = subprocess.run(
-            ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -1,0 +1,354 @@
+"""`evaluate` on Ray Data: manifest groups -> CPU load tasks -> PRFNet actor pool -> per-group Parquet writes.
+
+The stages, each a plain function or class with a thin Ray adapter:
+
+1. the driver reads and validates the manifest, groups it by reference (one row per group, so no shuffle is
+   needed) and leaves out groups already finished in the output folder;
+2. ``load`` (CPU tasks): read through fsspec, decode, check sizes, classic metrics, cut patches
+   (:mod:`pipeline.loading`) — ahead of the actors, so a GPU never waits on image decoding;
+3. ``score`` (actor pool, one PRFNet replica per actor, GPU when the node has one): encode each image once,
+   compare every requested pair from the cached features (:mod:`pipeline.scoring`);
+4. ``write`` (CPU tasks): the group's images/pairs/errors Parquet files (:mod:`pipeline.results`).
+
+Only the checkpoint's URI is sent to actors, never the weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from pipeline import images, manifest, pairing, results, storage
+from pipeline.provenance import git_commit, new_run_id, utc_now, versions
+
+log = logging.getLogger(__name__)
+
+
+class ResourceError(RuntimeError):
+    """The cluster lacks what the run asks for (e.g. GPUs): fail fast instead of waiting forever."""
+
+
+@dataclass
+class EvaluateConfig:
+    manifest: str
+    output: str
+    codecs: str | None = None
+    model: str = "prfnet-tiny"
+    checkpoint: str | None = None
+    pairs: str = "all"
+    match_tolerance: float = pairing.DEFAULT_MATCH_TOLERANCE
+    actors: int = 1
+    gpus_per_actor: float = 0.0
+    cpus_per_actor: float | None = None
+    batch_size: int | None = None
+    patch: int | None = None
+    precision: str = "fp32"
+    device: str = "auto"
+    max_pixels: int | None = images.DEFAULT_MAX_PIXELS
+    allow_roots: list[str] | None = None
+    retry_errors: bool = False
+    progress: bool = True
+    command: str = ""
+
+    def fingerprint(self, checkpoint_id: str) -> str:
+        """What makes two runs' rows comparable: same inputs, model, weights, pairing and patching."""
+        key = {
+            "manifest": storage.canonical(self.manifest),
+            "codecs": self.codecs and storage.canonical(self.codecs),
+            "model": self.model,
+            "checkpoint": checkpoint_id,
+            "pairs": self.pairs,
+            "match_tolerance": self.match_tolerance if self.pairs == "matched" else None,
+            "patch": self.patch,
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class EvaluateSummary:
+    run_id: str
+    output: str
+    groups_total: int = 0
+    groups_skipped: int = 0
+    groups_done: int = 0
+    images: int = 0
+    pairs: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    checkpoint_sha256: str | None = None
+    failed_groups: list[str] = field(default_factory=list)
+
+    @property
+    def pairs_per_second(self) -> float:
+        return self.pairs / self.seconds if self.seconds > 0 else 0.0
+
+
+class OutputConflict(ValueError):
+    """The output folder holds results of a different configuration."""
+
+
+# ---------------------------------------------------------------- stage functions (run inside Ray workers)
+
+
+def load_stage(row: dict, *, patch: int, min_size: int, max_pixels, allow_roots) -> dict:
+    """Ray ``map`` adapter of :func:`pipeline.loading.load_group`: decoded patches travel as raw bytes."""
+    from pipeline.loading import LoadedGroup, load_group
+
+    group = json.loads(row["group"])
+    try:
+        loaded = load_group(
+            group, patch=patch, min_size=min_size, max_pixels=max_pixels, allow_roots=allow_roots
+        )
+    except Exception as e:  # an unexpected failure loses this group only, with the reason recorded
+        loaded = LoadedGroup(ref_id=group["ref_id"], ref_uri=storage.display(group["ref_uri"]), key=group["key"],
+                             dists=[])  # fmt: skip
+        loaded.errors = [
+            {"stage": "load", "ref_id": group["ref_id"], "dist_id": d["dist_id"],
+             "uri": storage.display(d["dist_uri"]), "error": "internal",
+             "message": storage.redact(f"{type(e).__name__}: {e}")}
+            for d in group["dists"]
+        ]  # fmt: skip
+    shape = [] if loaded.patches is None else list(loaded.patches.shape)
+    pixels = b"" if loaded.patches is None else loaded.patches.tobytes()
+    return {"key": loaded.key, "meta": loaded.meta_json(), "shape": json.dumps(shape), "pixels": pixels}
+
+
+class ScoreActor:
+    """Ray actor adapter of :class:`pipeline.scoring.PairScorer`: one model replica, one group per call."""
+
+    def __init__(self, *, model: str, checkpoint: str | None, device: str, precision: str, batch_size, threads,
+                 pairs: str, match_tolerance: float):  # fmt: skip
+        from pipeline.scoring import PairScorer
+
+        self.scorer = PairScorer(
+            model, checkpoint, device=device, precision=precision, batch_size=batch_size, threads=threads
+        )
+        self.strategy = pairs
+        self.tolerance = match_tolerance
+
+    def __call__(self, batch: dict) -> dict:
+        out_keys, out_meta = [], []
+        for key, meta_s, shape_s, pixels in zip(batch["key"], batch["meta"], batch["shape"], batch["pixels"],
+                                                strict=True):  # fmt: skip
+            meta = json.loads(meta_s)
+            shape = json.loads(shape_s)
+            meta.update(model=self.scorer.model_name, checkpoint_sha256=self.scorer.checkpoint_sha256,
+                        device=str(self.scorer.device), pairs=[], logits=[], n_patches=0, failed=False)  # fmt: skip
+            if shape and meta["dists"]:
+                items = [pairing.Item(codec=d["codec"], bpp=d["bpp"]) for d in meta["dists"]]
+                pair_list = pairing.pairs(items, self.strategy, tolerance=self.tolerance)
+                try:
+                    patches = np.frombuffer(pixels, dtype=np.uint8).reshape(shape)
+                    logits = self.scorer.score(patches, pair_list)
+                    meta.update(pairs=pair_list, logits=[float(v) for v in logits], n_patches=int(shape[1]))
+                except Exception as e:  # e.g. out of device memory: this group fails, is retried on rerun
+                    meta["failed"] = True
+                    meta["errors"] = meta["errors"] + [
+                        {"stage": "score", "ref_id": meta["ref_id"], "dist_id": None, "uri": meta["ref_uri"],
+                         "error": "scoring_failed", "message": storage.redact(f"{type(e).__name__}: {e}")}
+                    ]  # fmt: skip
+            out_keys.append(key)
+            out_meta.append(json.dumps(meta))
+        return {"key": np.array(out_keys, dtype=object), "meta": np.array(out_meta, dtype=object)}
+
+
+def write_stage(row: dict, *, output: str, run_id: str, codec_table) -> dict:
+    """Ray ``map`` adapter of :func:`pipeline.results.write_group`; returns the group's counts."""
+    meta = json.loads(row["meta"])
+    pairs = [tuple(p) for p in meta["pairs"]]
+    tables = results.group_tables(
+        meta,
+        pairs,
+        np.asarray(meta["logits"], dtype=np.float64),
+        run_id=run_id,
+        model=meta["model"],
+        checkpoint_sha256=meta["checkpoint_sha256"],
+        n_patches=meta["n_patches"],
+        codec_table=codec_table,
+    )
+    if meta["failed"]:
+        tables = {"images": tables["images"].slice(0, 0), "pairs": tables["pairs"].slice(0, 0),
+                  "errors": tables["errors"]}  # fmt: skip
+        results.write_errors(output, row["key"], meta["errors"], run_id)
+    else:
+        results.write_group(output, row["key"], tables)
+    return {
+        "key": row["key"],
+        "images": 0 if meta["failed"] else tables["images"].num_rows,
+        "pairs": 0 if meta["failed"] else tables["pairs"].num_rows,
+        "errors": tables["errors"].num_rows,
+        "failed": bool(meta["failed"]),
+        "checkpoint_sha256": meta["checkpoint_sha256"],
+        "device": meta["device"],
+    }
+
+
+# ---------------------------------------------------------------- driver
+
+
+def _checkpoint_id(cfg: EvaluateConfig) -> str:
+    from model.bundled import default_checkpoint
+
+    uri = cfg.checkpoint or default_checkpoint(cfg.model)
+    if not uri:
+        return "untrained-seed0"
+    try:
+        return storage.sha256_of(uri)
+    except FileNotFoundError:
+        raise manifest.ManifestError(f"checkpoint {storage.display(uri)}: no such file") from None
+
+
+def check_resources(cfg: EvaluateConfig) -> float:
+    """Fail fast when the cluster cannot host the actors; returns the CPUs each actor reserves."""
+    import ray
+
+    total = ray.cluster_resources()
+    if cfg.gpus_per_actor > 0:
+        have = total.get("GPU", 0.0)
+        per_node = max((n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+        need = cfg.gpus_per_actor * cfg.actors
+        if have < need or per_node < cfg.gpus_per_actor:
+            raise ResourceError(
+                f"asked for {cfg.actors} actor(s) x {cfg.gpus_per_actor:g} GPU = {need:g} GPU, but the Ray cluster "
+                f"has {have:g} GPU in total (at most {per_node:g} on one node); lower --actors/--gpus-per-actor, "
+                "or use --gpus-per-actor 0 to score on CPUs"
+            )
+    cpus = total.get("CPU", 1.0)
+    if cfg.cpus_per_actor is not None:
+        per_actor = cfg.cpus_per_actor
+    elif cfg.gpus_per_actor > 0:
+        per_actor = 1.0
+    else:  # leave one CPU for the load and write tasks, share the rest between actors
+        per_actor = max(0.25, (cpus - 1.0) / cfg.actors) if cpus > 1 else 0.5
+    if per_actor * cfg.actors > cpus:
+        raise ResourceError(
+            f"{cfg.actors} actor(s) x {per_actor:g} CPU exceed the cluster's {cpus:g} CPUs; lower --actors"
+        )
+    return per_actor
+
+
+def run_evaluate(cfg: EvaluateConfig) -> EvaluateSummary:
+    """Score a manifest into ``cfg.output``; resumable, idempotent per reference group."""
+    import ray
+
+    from model import model_info
+    from pipeline.ray_runtime import data_context, ensure_ray
+
+    started = time.perf_counter()
+    info = model_info(cfg.model)
+    patch = int(cfg.patch or info["patch_size"])
+    if cfg.pairs not in pairing.STRATEGIES:
+        raise manifest.ManifestError(f"--pairs must be one of {', '.join(pairing.STRATEGIES)}")
+    mf = manifest.read_manifest(cfg.manifest)
+    codec_table = manifest.read_codec_table(cfg.codecs) if cfg.codecs else None
+    checkpoint_id = _checkpoint_id(cfg)
+    fingerprint = cfg.fingerprint(checkpoint_id)
+    previous = results.read_run(cfg.output)
+    if previous and previous.get("fingerprint") != fingerprint:
+        raise OutputConflict(
+            f"{storage.display(cfg.output)} holds results of another configuration (run {previous.get('run_id')}); "
+            "write to a new --output"
+        )
+    run_id = previous["run_id"] if previous else new_run_id()
+    all_groups = manifest.groups(mf)
+    done = results.finished_groups(cfg.output)
+    if cfg.retry_errors:
+        with_errors = {u.rsplit("/", 1)[-1].removesuffix(".parquet")
+                       for u in storage.listdir(storage.join(cfg.output, "errors"), ".parquet")}  # fmt: skip
+        done -= with_errors
+    todo = [g for g in all_groups if g["key"] not in done]
+    summary = EvaluateSummary(run_id=run_id, output=storage.display(cfg.output), groups_total=len(all_groups),
+                              groups_skipped=len(all_groups) - len(todo))  # fmt: skip
+    results.write_errors(cfg.output, "manifest", mf.errors, run_id)
+    summary.errors += len(mf.errors)
+    run = {
+        "run_id": run_id,
+        "fingerprint": fingerprint,
+        "status": "running",
+        "started_at": (previous or {}).get("started_at") or utc_now(),
+        "finished_at": None,
+        "command": storage.redact(cfg.command),
+        "config": {
+            k: (storage.display(v) if isinstance(v, str) else v)
+            for k, v in asdict(cfg).items()
+            if k != "command"
+        },
+        "model": cfg.model,
+        "checkpoint_sha256": checkpoint_id if checkpoint_id != "untrained-seed0" else None,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "counts": (previous or {}).get("counts", {}),
+    }
+    results.write_run(cfg.output, run)
+
+    if todo:
+        ensure_ray()
+        data_context(progress=cfg.progress)
+        per_actor_cpus = check_resources(cfg)
+        threads = max(1, math.floor(per_actor_cpus))
+        ds = ray.data.from_items(
+            [{"key": g["key"], "group": json.dumps(g)} for g in todo], override_num_blocks=min(len(todo), 512)
+        )
+        ds = ds.map(
+            load_stage,
+            fn_kwargs={
+                "patch": patch,
+                "min_size": int(info.get("min_size", 32)),
+                "max_pixels": cfg.max_pixels,
+                "allow_roots": cfg.allow_roots,
+            },
+            num_cpus=1,
+        )
+        ds = ds.map_batches(
+            ScoreActor,
+            fn_constructor_kwargs={
+                "model": cfg.model,
+                "checkpoint": cfg.checkpoint,
+                "device": cfg.device,
+                "precision": cfg.precision,
+                "batch_size": cfg.batch_size,
+                "threads": threads,
+                "pairs": cfg.pairs,
+                "match_tolerance": cfg.match_tolerance,
+            },
+            compute=ray.data.ActorPoolStrategy(size=cfg.actors),
+            batch_size=1,
+            batch_format="numpy",
+            num_cpus=per_actor_cpus,
+            num_gpus=cfg.gpus_per_actor or None,
+            zero_copy_batch=True,
+        )
+        ds = ds.map(
+            write_stage,
+            fn_kwargs={"output": cfg.output, "run_id": run_id, "codec_table": codec_table},
+            num_cpus=0.25,
+        )
+        for row in ds.iter_rows():
+            summary.groups_done += 1
+            summary.images += row["images"]
+            summary.pairs += row["pairs"]
+            summary.errors += row["errors"]
+            summary.checkpoint_sha256 = row["checkpoint_sha256"]
+            if row["failed"]:
+                summary.failed_groups.append(row["key"])
+    summary.seconds = time.perf_counter() - started
+    run["counts"] = {
+        "groups": len(all_groups),
+        "groups_scored_last": summary.groups_done,
+        "groups_failed_last": len(summary.failed_groups),
+        "images": results.count_rows(cfg.output, "images"),
+        "pairs": results.count_rows(cfg.output, "pairs"),
+        "errors": results.count_rows(cfg.output, "errors"),
+        "seconds_last": round(summary.seconds, 3),
+    }
+    run["checkpoint_sha256"] = summary.checkpoint_sha256 or run["checkpoint_sha256"]
+    run["status"] = "finished" if not summary.failed_groups else "incomplete"
+    run["finished_at"] = utc_now()
+    results.write_run(cfg.output, run)
+    return summary

@@ -1,0 +1,272 @@
+"""The manifest: reading, validation and grouping by reference.
+
+Validation happens up front, on the driver, before any work is scheduled:
+
+- a missing required column, an empty file, unreadable text or a duplicate ``dist_id`` make the whole manifest
+  unusable (:class:`ManifestError`, naming the rows);
+- a row that is only locally wrong (an empty URI, a ``bytes`` value that is not a number) becomes an error row for
+  the errors table, and every other row goes on.
+
+Relative URIs resolve against the manifest's own folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipeline import schemas, storage
+
+MANIFEST_COLUMNS = [f.name for f in schemas.MANIFEST]
+
+
+class ManifestError(ValueError):
+    """The manifest as a whole cannot be used (usage error)."""
+
+
+@dataclass
+class Manifest:
+    """A validated manifest: good rows, per-row errors, and where relative URIs resolved from."""
+
+    uri: str
+    rows: pd.DataFrame  # declared columns first (strings, bytes as Int64), then carried columns
+    errors: list[dict] = field(default_factory=list)  # rows for the errors table (stage "manifest")
+
+    @property
+    def base_dir(self) -> str:
+        return storage.parent(self.uri)
+
+    @property
+    def extra_columns(self) -> list[str]:
+        return [c for c in self.rows.columns if c not in MANIFEST_COLUMNS]
+
+
+def _read_table(uri: str, data: bytes) -> pa.Table:
+    lower = uri.lower()
+    if lower.endswith((".parquet", ".pq")):
+        try:
+            return pq.read_table(io.BytesIO(data))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ManifestError(f"{storage.display(uri)}: not a readable Parquet file ({e})") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(
+            f"{storage.display(uri)}: not UTF-8 text (byte {e.start}: {data[e.start : e.start + 1]!r}); "
+            "save the CSV as UTF-8"
+        ) from None
+    try:
+        return pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(autogenerate_column_names=False),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in MANIFEST_COLUMNS if c != "bytes"},
+                strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as e:
+        raise ManifestError(f"{storage.display(uri)}: not a well-formed CSV ({e})") from None
+
+
+def _error(ref_id, dist_id, uri, code: str, message: str) -> dict:
+    return {
+        "stage": "manifest",
+        "ref_id": None if pd.isna(ref_id) else str(ref_id),
+        "dist_id": None if pd.isna(dist_id) else str(dist_id),
+        "uri": None if uri is None or pd.isna(uri) else storage.display(str(uri)),
+        "error": code,
+        "message": message,
+    }
+
+
+def read_manifest(uri: str) -> Manifest:
+    """Read and validate a manifest (CSV with a header, or Parquet) from any URI."""
+    shown = storage.display(uri)
+    try:
+        data = storage.read_bytes(uri)
+    except FileNotFoundError:
+        raise ManifestError(f"{shown}: no such manifest") from None
+    except OSError as e:
+        raise ManifestError(f"{shown}: cannot read the manifest ({storage.redact(str(e))})") from None
+    if not data.strip():
+        raise ManifestError(f"{shown}: the manifest is empty")
+    table = _read_table(uri, data)
+    missing = [c for c in schemas.MANIFEST_REQUIRED if c not in table.column_names]
+    if missing:
+        raise ManifestError(
+            f"{shown}: missing required column(s) {', '.join(missing)}; "
+            f"required: {', '.join(schemas.MANIFEST_REQUIRED)}; found: {', '.join(table.column_names) or 'none'}"
+        )
+    if table.num_rows == 0:
+        raise ManifestError(f"{shown}: the manifest has a header but no rows")
+    df = table.to_pandas()
+    df.index = range(len(df))
+    for col in MANIFEST_COLUMNS:
+        if col == "bytes":
+            continue
+        if col not in df.columns:
+            df[col] = None
+        df[col] = df[col].map(
+            lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+        )
+        df[col] = df[col].map(lambda v: v.strip() if isinstance(v, str) else v)
+    errors: list[dict] = []
+    bad = pd.Series(False, index=df.index)
+    if "bytes" in df.columns:
+        as_num = pd.to_numeric(df["bytes"], errors="coerce")
+        wrong = df["bytes"].notna() & (as_num.isna() | (as_num < 0) | (as_num != as_num.round()))
+        for i in df.index[wrong]:
+            errors.append(
+                _error(
+                    df.at[i, "ref_id"],
+                    df.at[i, "dist_id"],
+                    df.at[i, "dist_uri"],
+                    "bad_value",
+                    f"manifest row {i + 2}: bytes={df.at[i, 'bytes']!r} is not a non-negative integer",
+                )
+            )
+        bad |= wrong
+        df["bytes"] = as_num.where(~wrong).astype("Int64")
+    else:
+        df["bytes"] = pd.array([None] * len(df), dtype="Int64")
+    for col in ("ref_id", "dist_id", "ref_uri", "dist_uri", "codec"):
+        empty = df[col].isna() | (df[col] == "")
+        for i in df.index[empty & ~bad]:
+            errors.append(
+                _error(
+                    df.at[i, "ref_id"],
+                    df.at[i, "dist_id"],
+                    df.at[i, "dist_uri"],
+                    "missing_value",
+                    f"manifest row {i + 2}: empty {col}",
+                )
+            )
+        bad |= empty
+    ids = df["dist_id"].where(df["dist_id"].notna() & (df["dist_id"] != ""))
+    dup = ids.notna() & ids.duplicated(keep=False)
+    if dup.any():
+        listing = "; ".join(
+            f"{d!r} on rows {', '.join(str(i + 2) for i in idx)}"
+            for d, idx in df.index[dup].groupby(ids[dup]).items()
+        )
+        raise ManifestError(
+            f"{shown}: duplicate dist_id (each distorted image needs a unique id): {listing[:2000]}"
+        )
+    base = storage.parent(uri)
+    good = df[~bad].copy()
+    for col in ("ref_uri", "dist_uri"):
+        good[col] = [storage.resolve(u, base) for u in good[col]]
+    # one reference id must name one reference image
+    conflicting = good.groupby("ref_id")["ref_uri"].nunique()
+    for ref_id in conflicting.index[conflicting > 1]:
+        rows = good.index[good["ref_id"] == ref_id]
+        for i in rows:
+            errors.append(
+                _error(
+                    ref_id,
+                    good.at[i, "dist_id"],
+                    good.at[i, "ref_uri"],
+                    "conflicting_ref",
+                    f"manifest row {i + 2}: ref_id {ref_id!r} is given several different ref_uri values",
+                )
+            )
+        good = good.drop(rows)
+    ordered = [*MANIFEST_COLUMNS, *[c for c in good.columns if c not in MANIFEST_COLUMNS]]
+    return Manifest(uri=uri, rows=good[ordered].reset_index(drop=True), errors=errors)
+
+
+def read_codec_table(uri: str) -> pd.DataFrame:
+    """The optional codec metadata table, keyed by (codec, codec_version)."""
+    shown = storage.display(uri)
+    try:
+        data = storage.read_bytes(uri)
+    except OSError as e:
+        raise ManifestError(f"{shown}: cannot read the codec table ({storage.redact(str(e))})") from None
+    if uri.lower().endswith((".parquet", ".pq")):
+        df = pq.read_table(io.BytesIO(data)).to_pandas()
+    else:
+        df = pacsv.read_csv(io.BytesIO(data)).to_pandas()
+    missing = [c for c in ("codec", "codec_version") if c not in df.columns]
+    if missing:
+        raise ManifestError(
+            f"{shown}: the codec table needs columns codec and codec_version (missing {missing})"
+        )
+    df["codec"] = df["codec"].astype(str)
+    df["codec_version"] = df["codec_version"].map(lambda v: None if pd.isna(v) else str(v))
+    if df.duplicated(["codec", "codec_version"]).any():
+        raise ManifestError(f"{shown}: the codec table has duplicate (codec, codec_version) keys")
+    return df
+
+
+def group_key(ref_id: str) -> str:
+    """A stable, filesystem-safe name for a reference group's output files."""
+    return "g-" + hashlib.sha1(ref_id.encode("utf-8")).hexdigest()[:20]
+
+
+def groups(manifest: Manifest) -> list[dict]:
+    """One record per reference: the reference and its distorted images, in manifest order."""
+    out = []
+    extras = manifest.extra_columns
+    for ref_id, rows in manifest.rows.groupby("ref_id", sort=False):
+        dists = []
+        for r in rows.itertuples(index=False):
+            d = r._asdict()
+            dists.append(
+                {
+                    "dist_id": d["dist_id"],
+                    "dist_uri": d["dist_uri"],
+                    "codec": d["codec"],
+                    "codec_version": d["codec_version"],
+                    "setting": d["setting"],
+                    "bytes": None if pd.isna(d["bytes"]) else int(d["bytes"]),
+                    "extras": {k: _plain(d[k]) for k in extras},
+                }
+            )
+        out.append(
+            {
+                "ref_id": str(ref_id),
+                "ref_uri": rows["ref_uri"].iloc[0],
+                "key": group_key(str(ref_id)),
+                "dists": dists,
+            }
+        )
+    return out
+
+
+def _plain(v):
+    if v is None:
+        return None
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and pd.isna(v):
+        return None
+    return v
+
+
+def within_roots(uri: str, roots: list[str]) -> bool:
+    """True when ``uri`` lies under one of the allowed root prefixes (after normalisation)."""
+    target = storage.canonical(uri)
+    for root in roots:
+        r = storage.canonical(root)
+        if target == r or target.startswith(r.rstrip("/") + "/") or r == "/":
+            return True
+    return False
+
+
+__all__ = [
+    "MANIFEST_COLUMNS",
+    "Manifest",
+    "ManifestError",
+    "group_key",
+    "groups",
+    "read_codec_table",
+    "read_manifest",
+    "within_roots",
+]

@@ -1,0 +1,211 @@
+"""The results folder: rows of a scored group, codec-metadata joins, idempotent Parquet writes, reading back.
+
+Layout (DESIGN.md): ``images/``, ``pairs/``, ``errors/`` hold one Parquet file per reference group, named by the
+group's key, plus ``run.json``. Writing a group is idempotent: its files always have the same names, so a rerun
+overwrites instead of duplicating. ``images/<key>.parquet`` is written last and marks the group finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import schemas, storage
+
+TABLES = {"images": schemas.IMAGES, "pairs": schemas.PAIRS, "errors": schemas.ERRORS}
+CODEC_KEYS = ("codec", "codec_version")
+
+
+def group_tables(
+    meta: dict,
+    pairs: list[tuple[int, int]],
+    logits: np.ndarray,
+    *,
+    run_id: str,
+    model: str,
+    checkpoint_sha256: str,
+    n_patches: int,
+    codec_table: pd.DataFrame | None = None,
+) -> dict[str, pa.Table]:
+    """The images, pairs and errors tables of one scored group (declared schemas, joined codec metadata)."""
+    from pipeline.stats import bradley_terry
+
+    dists = meta["dists"]
+    p = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    pair_rows = []
+    for (i, j), logit, p_a in zip(pairs, logits, p, strict=True):
+        a, b = dists[i], dists[j]
+        pair_rows.append(
+            {
+                "run_id": run_id,
+                "ref_id": meta["ref_id"],
+                "a_id": a["dist_id"],
+                "b_id": b["dist_id"],
+                "p_a": float(p_a),
+                "logit": float(logit),
+                "model": model,
+                "checkpoint_sha256": checkpoint_sha256,
+                "n_patches": n_patches,
+                "a_codec": a["codec"],
+                "b_codec": b["codec"],
+                "a_setting": a["setting"],
+                "b_setting": b["setting"],
+                "a_bpp": a["bpp"],
+                "b_bpp": b["bpp"],
+                "a_codec_version": a["codec_version"],
+                "b_codec_version": b["codec_version"],
+            }
+        )
+    scores: dict[str, float] = {}
+    win_rates: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    if pair_rows:
+        ids = [d["dist_id"] for d in dists]
+        fit = bradley_terry.fit([r["a_id"] for r in pair_rows], [r["b_id"] for r in pair_rows], p, items=ids)
+        scores = dict(zip(fit.items, map(float, fit.scores), strict=True))
+        win_rates = dict(zip(fit.items, map(float, fit.win_rate), strict=True))
+        counts = dict(zip(fit.items, map(int, fit.n_comparisons), strict=True))
+    image_rows = []
+    for d in dists:
+        row = {
+            "run_id": run_id,
+            "ref_id": meta["ref_id"],
+            "dist_id": d["dist_id"],
+            "ref_uri": meta["ref_uri"],
+            "dist_uri": d["dist_uri"],
+            "codec": d["codec"],
+            "codec_version": d["codec_version"],
+            "setting": d["setting"],
+            "bytes": d["bytes"],
+            "width": d["width"],
+            "height": d["height"],
+            "bpp": d["bpp"],
+            "psnr": d["psnr"],
+            "psnr_y": d["psnr_y"],
+            "ms_ssim": d["ms_ssim"],
+            "prf_score": scores.get(d["dist_id"]) if counts.get(d["dist_id"]) else None,
+            "prf_win_rate": win_rates.get(d["dist_id"]) if counts.get(d["dist_id"]) else None,
+            "n_pairs": counts.get(d["dist_id"], 0),
+        }
+        row.update({k: v for k, v in (d.get("extras") or {}).items() if k not in row})
+        image_rows.append(row)
+    error_rows = [{"run_id": run_id, **e} for e in meta["errors"]]
+    images_t = schemas.conform(image_rows, schemas.IMAGES)
+    pairs_t = schemas.conform(pair_rows, schemas.PAIRS)
+    if codec_table is not None and len(codec_table):
+        images_t = join_codecs(images_t, codec_table)
+        pairs_t = join_codecs(pairs_t, codec_table, prefixes=("a_", "b_"))
+    return {"images": images_t, "pairs": pairs_t, "errors": schemas.conform(error_rows, schemas.ERRORS)}
+
+
+def join_codecs(table: pa.Table, codecs: pd.DataFrame, prefixes: tuple[str, ...] = ("",)) -> pa.Table:
+    """Left-join codec metadata on (codec, codec_version); for pairs once per side with ``a_``/``b_`` prefixes."""
+    df = table.to_pandas()
+    n = len(df)
+    value_cols = [c for c in codecs.columns if c not in CODEC_KEYS]
+    lookup = {(r["codec"], r["codec_version"]): r for r in codecs.to_dict("records")}
+    for prefix in prefixes:
+        keys = list(zip(df[f"{prefix}codec"], df[f"{prefix}codec_version"], strict=True)) if n else []
+        for col in value_cols:
+            name = f"{prefix}{col}"
+            if name in df.columns:
+                name = f"{prefix}codec_{col}"
+            df[name] = [lookup.get(k, {}).get(col) for k in keys]
+    out = pa.Table.from_pandas(df, preserve_index=False)
+    return schemas.conform(out, _declared(table))
+
+
+def _declared(table: pa.Table) -> pa.Schema:
+    for schema in TABLES.values():
+        if table.schema.names[: len(schema)] == schema.names:
+            return schema
+    return table.schema
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def write_group(output: str, key: str, tables: dict[str, pa.Table]) -> None:
+    """Write one group's files: errors and pairs first, images last (its presence marks the group finished)."""
+    for name in ("errors", "pairs", "images"):
+        table = tables[name]
+        uri = storage.join(output, name, f"{key}.parquet")
+        if name == "errors" and table.num_rows == 0:
+            _remove(uri)  # a stale errors file of an earlier attempt at this group
+            continue
+        storage.write_bytes(uri, _parquet_bytes(table))
+
+
+def finished_groups(output: str) -> set[str]:
+    """Keys of the groups whose results are complete in ``output``."""
+    names = storage.listdir(storage.join(output, "images"), ".parquet")
+    return {n.rsplit("/", 1)[-1].removesuffix(".parquet") for n in names}
+
+
+def _remove(uri: str) -> None:
+    fs, path = storage.filesystem(uri)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm(path)
+
+
+def write_errors(output: str, name: str, rows: list[dict], run_id: str) -> None:
+    """Errors that belong to no group (e.g. manifest rows), as one file."""
+    if rows:
+        table = schemas.conform([{"run_id": run_id, **r} for r in rows], schemas.ERRORS)
+        storage.write_bytes(storage.join(output, "errors", f"{name}.parquet"), _parquet_bytes(table))
+
+
+def read_table(results: str, name: str) -> pd.DataFrame:
+    """A results table (``images``, ``pairs`` or ``errors``) as pandas, with its declared columns present."""
+    uris = storage.listdir(storage.join(results, name), ".parquet")
+    schema = TABLES[name]
+    if not uris:
+        return schema.empty_table().to_pandas()
+    fs, _ = storage.arrow_filesystem(uris[0])
+    paths = [storage.arrow_filesystem(u)[1] for u in uris]
+    tables = [pq.read_table(p, filesystem=fs) for p in paths]
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+
+def count_rows(results: str, name: str) -> int:
+    """Rows of a results table, from the Parquet footers only."""
+    total = 0
+    for uri in storage.listdir(storage.join(results, name), ".parquet"):
+        fs, path = storage.filesystem(uri)
+        with fs.open(path, "rb") as f:
+            total += pq.ParquetFile(f).metadata.num_rows
+    return total
+
+
+def read_run(results: str) -> dict | None:
+    uri = storage.join(results, "run.json")
+    try:
+        return json.loads(storage.read_text(uri))
+    except FileNotFoundError:
+        return None
+
+
+def write_run(results: str, run: dict) -> None:
+    storage.write_text(
+        storage.join(results, "run.json"), json.dumps(_jsonable(run), indent=2, sort_keys=True)
+    )
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

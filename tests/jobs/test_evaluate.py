@@ -1,0 +1,169 @@
+"""`prfeval evaluate` end to end: real local Ray, real S3 server, real Parquet read back by pandas and DuckDB."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs import evaluate
+from pipeline import results, storage
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str) -> int:
+    return evaluate.main([*args, "--no-progress"])
+
+
+def test_end_to_end_on_s3(ray_local, s3, s3_manifest):
+    manifest_uri, df = s3_manifest
+    out = s3.uri("results")
+    assert run("--manifest", manifest_uri, "--output", out) == 0
+    images = results.read_table(out, "images")
+    pairs = results.read_table(out, "pairs")
+    assert len(images) == len(df)
+    per_group = df.groupby("ref_id").size()
+    assert len(pairs) == sum(n * (n - 1) // 2 for n in per_group)
+    assert pairs["p_a"].between(0, 1).all()
+    assert np.allclose(pairs["p_a"], 1 / (1 + np.exp(-pairs["logit"])))
+    assert (pairs["checkpoint_sha256"].str.len() == 64).all()
+    assert images["team"].eq("t1").all()  # carried manifest column
+    assert images["prf_win_rate"].between(0, 1).all() and images["prf_score"].notna().all()
+    assert (images["bpp"] - images["bytes"] * 8 / (images["width"] * images["height"])).abs().max() < 1e-12
+    # DuckDB reads the same Parquet objects straight from the bucket through an fsspec filesystem
+    con = duckdb.connect()
+    con.register_filesystem(s3.fs)
+    n = con.execute(
+        f"select count(*) from read_parquet('s3://{s3.bucket}/results/pairs/*.parquet')"
+    ).fetchone()[0]
+    assert n == len(pairs)
+    run_json = json.loads(s3.fs.cat(f"{s3.bucket}/results/run.json"))
+    assert run_json["counts"]["pairs"] == len(pairs) and run_json["status"] == "finished"
+    assert (
+        run_json["versions"]["torch"] and run_json["checkpoint_sha256"] == pairs["checkpoint_sha256"].iloc[0]
+    )
+    # quality sanity on real codecs: higher JPEG quality has higher PSNR
+    jpeg = images[images.codec == "jpeg"].assign(q=lambda d: d.setting.str[2:].astype(int))
+    for _, g in jpeg.groupby("ref_id"):
+        assert g.sort_values("q")["psnr"].is_monotonic_increasing
+
+
+def test_rerun_is_idempotent_and_resumes(ray_local, tmp_path, local_manifest):
+    manifest_uri, df = local_manifest
+    out = str(tmp_path / "out")
+    assert run("--manifest", manifest_uri, "--output", out) == 0
+    pairs = results.read_table(out, "pairs")
+    files = sorted(storage.listdir(storage.join(out, "pairs")))
+    mtimes = [storage.filesystem(f)[0].modified(f) for f in files]
+    # a finished run writes nothing new
+    assert run("--manifest", manifest_uri, "--output", out) == 0
+    assert [storage.filesystem(f)[0].modified(f) for f in files] == mtimes
+    # an interrupted run: one group's marker (images file) missing, its pairs file present
+    images_files = storage.listdir(storage.join(out, "images"))
+    storage.filesystem(images_files[0])[0].rm(images_files[0])
+    assert run("--manifest", manifest_uri, "--output", out) == 0
+    again = results.read_table(out, "pairs")
+    assert len(again) == len(pairs)
+    assert not again.duplicated(["ref_id", "a_id", "b_id"]).any()
+    assert len(results.read_table(out, "images")) == len(df)
+    assert len({r for r in results.read_table(out, "images")["run_id"]}) == 1
+
+
+def test_swapping_order_gives_complement_and_identical_gives_half(ray_local, tmp_path, local_manifest):
+    manifest_uri, df = local_manifest
+    out1, out2 = str(tmp_path / "o1"), str(tmp_path / "o2")
+    assert run("--manifest", manifest_uri, "--output", out1) == 0
+    # reverse the row order within each group, and add an exact copy of one image under a new id
+    rev = df.iloc[::-1].copy()
+    copy = rev.iloc[[0]].assign(dist_id=lambda d: d.dist_id + "-copy")
+    rev = pd.concat([rev, copy])
+    rev_uri = storage.join(storage.parent(manifest_uri), "reversed.csv")
+    storage.write_text(rev_uri, rev.to_csv(index=False))
+    assert run("--manifest", rev_uri, "--output", out2) == 0
+    p1 = results.read_table(out1, "pairs").set_index(["a_id", "b_id"])["p_a"]
+    p2 = results.read_table(out2, "pairs")
+    swapped = p2[~p2.b_id.str.endswith("-copy")].set_index(["b_id", "a_id"])["p_a"]
+    swapped.index.names = ["a_id", "b_id"]
+    joined = pd.concat([p1, swapped], axis=1, join="inner")
+    assert len(joined) == len(p1)
+    assert np.allclose(joined.iloc[:, 0], 1 - joined.iloc[:, 1], atol=1e-6)
+    same = p2[p2.b_id == p2.a_id + "-copy"]
+    assert len(same) == 1 and same["p_a"].iloc[0] == pytest.approx(0.5, abs=1e-9)
+
+
+def test_bad_rows_land_in_errors_and_others_complete(ray_local, tmp_path, local_manifest):
+    manifest_uri, df = local_manifest
+    base = storage.parent(manifest_uri)
+    bad = df.iloc[:3].copy()
+    bad["dist_id"] = ["corrupt", "missing", "small"]
+    bad["dist_uri"] = ["dist/corrupt.png", "dist/nothere.png", "dist/small.png"]
+    real_png = storage.read_bytes(storage.join(base, df.dist_uri.iloc[0]))
+    storage.write_bytes(
+        storage.join(base, "dist", "corrupt.png"), real_png[: len(real_png) // 2]
+    )  # truncated
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(storage.join(base, "dist", "small.png"))
+    uri = storage.join(base, "with-bad.csv")
+    storage.write_text(uri, pd.concat([df, bad]).to_csv(index=False))
+    out = str(tmp_path / "out")
+    assert run("--manifest", uri, "--output", out) == 1
+    errors = results.read_table(out, "errors").set_index("dist_id")
+    assert errors.loc["corrupt", "error"] == "corrupt"
+    assert errors.loc["missing", "error"] == "missing" and "no such file" in errors.loc["missing", "message"]
+    assert errors.loc["small", "error"] == "size_mismatch" and "64x64" in errors.loc["small", "message"]
+    assert len(results.read_table(out, "images")) == len(df)
+
+
+def test_usage_errors_exit_2(ray_local, tmp_path, local_manifest, capsys):
+    manifest_uri, df = local_manifest
+    dup = storage.join(storage.parent(manifest_uri), "dup.csv")
+    storage.write_text(dup, pd.concat([df, df.iloc[[0]]]).to_csv(index=False))
+    assert run("--manifest", dup, "--output", str(tmp_path / "o")) == 2
+    assert "duplicate dist_id" in capsys.readouterr().err
+    assert run("--manifest", manifest_uri, "--output", str(tmp_path / "o"), "--model", "prfnet-tiyn") == 2
+    assert "did you mean" in capsys.readouterr().err
+
+
+GPU_SCRIPT = """
+import os, sys, ray
+ray.init(address="local", num_cpus=2, num_gpus={gpus}, include_dashboard=False, log_to_driver=False)
+from jobs import evaluate
+sys.exit(evaluate.main(sys.argv[1:]))
+"""
+
+
+def run_with_fake_gpus(gpus: int, *args: str):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    return subprocess.run(
+        [sys.executable, "-c", GPU_SCRIPT.format(gpus=gpus), *args, "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=500,
+        check=False,
+    )
+
+
+def test_gpu_actor_path_on_a_fake_gpu_falls_back_to_cpu(tmp_path, local_manifest):
+    manifest_uri, df = local_manifest
+    out = str(tmp_path / "out")
+    proc = run_with_fake_gpus(1, "--manifest", manifest_uri, "--output", out, "--gpus-per-actor", "0.5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(results.read_table(out, "images")) == len(df)
+
+
+def test_more_gpus_than_exist_fails_fast(tmp_path, local_manifest):
+    manifest_uri, _ = local_manifest
+    proc = run_with_fake_gpus(1, "--manifest", manifest_uri, "--output", str(tmp_path / "o"), "--actors", "2",
+                              "--gpus-per-actor", "1")  # fmt: skip
+    assert proc.returncode == 2
+    assert "has 1 GPU in total" in proc.stderr and "Traceback" not in proc.stderr
