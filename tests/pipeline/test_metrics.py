@@ -73,7 +73,16 @@ def test_luma_is_skimage_rgb2ycbcr():
     np.testing.assert_allclose(metrics.luma_bt601(img), rgb2ycbcr(img)[..., 0], rtol=0, atol=1e-10)
 
 
-def test_ms_ssim_matches_pytorch_msssim(photo_pairs):
+@pytest.fixture
+def one_torch_thread():
+    """The reference implementation on one thread: tests share two CPUs, and oversubscribed torch crawls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_ms_ssim_matches_pytorch_msssim(photo_pairs, one_torch_thread):
     window = torch.from_numpy(metrics._WINDOW).view(1, 1, 1, -1).repeat(3, 1, 1, 1)
     for name, q, ref, dist in photo_pairs:
         ours = ms_ssim(ref, dist)
@@ -103,7 +112,7 @@ def test_identical_images():
     assert compute_all(img, img.copy()) == {"psnr": math.inf, "psnr_y": math.inf, "ms_ssim": 1.0}
 
 
-def test_ms_ssim_none_for_small_images():
+def test_ms_ssim_none_for_small_images(one_torch_thread):
     rng = np.random.default_rng(0)
     ref = rng.integers(0, 256, size=(160, 400, 3), dtype=np.uint8)
     dist = np.clip(ref.astype(int) + rng.integers(-5, 6, size=ref.shape), 0, 255).astype(np.uint8)
