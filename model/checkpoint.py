@@ -139,26 +139,39 @@ def _read(uri: str) -> bytes:
         ) from None
 
 
+def _looks_pickled(data: bytes) -> bool:
+    """A pickle (protocol 2-5 opcode PROTO) or a zip archive, which is what ``torch.save`` writes."""
+    return (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or data[
+        :4
+    ] == b"PK\x03\x04"
+
+
 def _parse_header(data: bytes, where: str) -> dict[str, Any]:
-    if data[:1] == b"\x80" or data[:4] == b"PK\x03\x04":
+    """The safetensors JSON header: an 8-byte little-endian length, then that many bytes of JSON."""
+    n = struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else None
+    plausible = n is not None and n <= _MAX_HEADER and data[8:9] == b"{"
+    if not plausible and _looks_pickled(data):
         raise CheckpointError(
             f"{where}: this looks like a pickled PyTorch checkpoint; prfeval only loads safetensors files "
-            "(pickles can run arbitrary code). Convert it where you trust it: "
+            "(unpickling can run arbitrary code). Convert it where you trust it: "
             "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')"
         )
-    if len(data) < 8:
+    if n is None or not plausible:
         raise CheckpointError(f"{where} is truncated or not a safetensors file ({len(data)} bytes)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > _MAX_HEADER or 8 + n > len(data):
-        raise CheckpointError(
-            f"{where} is truncated or not a safetensors file (header of {n} bytes, file of {len(data)} bytes)"
-        )
+    if 8 + n > len(data):
+        raise CheckpointError(f"{where} is truncated (header of {n} bytes, file of {len(data)} bytes)")
     try:
         header = json.loads(data[8 : 8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{where} is corrupt or not a safetensors file (unreadable header)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{where} is corrupt or not a safetensors file (header is not a JSON object)")
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise CheckpointError(f"{where} is corrupt (malformed tensor entries in the header)") from None
+    if 8 + n + end > len(data):
+        raise CheckpointError(f"{where} is truncated: {8 + n + end} bytes expected, {len(data)} present")
     return header
 
 
