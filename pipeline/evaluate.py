@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import math
+import resource
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -28,6 +29,15 @@ from pipeline import images, manifest, pairing, results, storage
 from pipeline.provenance import git_commit, new_run_id, utc_now, versions
 
 log = logging.getLogger(__name__)
+
+
+LOAD_CPUS = 1.0  # CPUs reserved by a decode task
+
+
+def _load_task_args() -> dict:
+    """Remote args of the decode tasks, given as a function on purpose: Ray Data never fuses a stage whose args
+    come from a function into the next one, so decoding stays in CPU tasks instead of moving into the actors."""
+    return {"num_cpus": LOAD_CPUS}
 
 
 class ResourceError(RuntimeError):
@@ -82,6 +92,7 @@ class EvaluateSummary:
     errors: int = 0
     seconds: float = 0.0
     checkpoint_sha256: str | None = None
+    actor_peak_rss_mb: float = 0.0
     failed_groups: list[str] = field(default_factory=list)
 
     @property
@@ -141,10 +152,15 @@ class ScoreActor:
             meta.update(model=self.scorer.model_name, checkpoint_sha256=self.scorer.checkpoint_sha256,
                         device=str(self.scorer.device), pairs=[], logits=[], n_patches=0, failed=False)  # fmt: skip
             if shape and meta["dists"]:
-                items = [pairing.Item(codec=d["codec"], bpp=d["bpp"]) for d in meta["dists"]]
-                pair_list = pairing.pairs(items, self.strategy, tolerance=self.tolerance)
+                if meta.get("pairs_by_id") is not None:
+                    pair_list = pairing.pairs_by_id(
+                        [d["dist_id"] for d in meta["dists"]], meta["pairs_by_id"]
+                    )
+                else:
+                    items = [pairing.Item(codec=d["codec"], bpp=d["bpp"]) for d in meta["dists"]]
+                    pair_list = pairing.pairs(items, self.strategy, tolerance=self.tolerance)
                 try:
-                    patches = np.frombuffer(pixels, dtype=np.uint8).reshape(shape)
+                    patches = np.frombuffer(bytearray(pixels), dtype=np.uint8).reshape(shape)
                     logits = self.scorer.score(patches, pair_list)
                     meta.update(pairs=pair_list, logits=[float(v) for v in logits], n_patches=int(shape[1]))
                 except Exception as e:  # e.g. out of device memory: this group fails, is retried on rerun
@@ -153,6 +169,7 @@ class ScoreActor:
                         {"stage": "score", "ref_id": meta["ref_id"], "dist_id": None, "uri": meta["ref_uri"],
                          "error": "scoring_failed", "message": storage.redact(f"{type(e).__name__}: {e}")}
                     ]  # fmt: skip
+            meta["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             out_keys.append(key)
             out_meta.append(json.dumps(meta))
         return {"key": np.array(out_keys, dtype=object), "meta": np.array(out_meta, dtype=object)}
@@ -186,6 +203,7 @@ def write_stage(row: dict, *, output: str, run_id: str, codec_table) -> dict:
         "failed": bool(meta["failed"]),
         "checkpoint_sha256": meta["checkpoint_sha256"],
         "device": meta["device"],
+        "peak_rss_mb": meta["peak_rss_mb"],
     }
 
 
@@ -233,12 +251,81 @@ def check_resources(cfg: EvaluateConfig) -> float:
     return per_actor
 
 
-def run_evaluate(cfg: EvaluateConfig) -> EvaluateSummary:
-    """Score a manifest into ``cfg.output``; resumable, idempotent per reference group."""
+def score_groups(
+    groups: list[dict],
+    cfg: EvaluateConfig,
+    *,
+    run_id: str,
+    codec_table,
+    patch: int,
+    min_size: int,
+    summary: EvaluateSummary,
+) -> EvaluateSummary:
+    """Run load -> score -> write on Ray Data for ``groups`` (records of :func:`pipeline.manifest.groups`).
+
+    A group may carry ``pairs``: an explicit list of ``[a_id, b_id]`` to score instead of ``cfg.pairs``. Counts
+    are added to ``summary``. This is the one scoring path of prfeval; ``evaluate`` and ``regress`` both use it.
+    """
     import ray
 
-    from model import model_info
     from pipeline.ray_runtime import data_context, ensure_ray
+
+    ensure_ray()
+    data_context(progress=cfg.progress)
+    per_actor_cpus = check_resources(cfg)
+    threads = max(1, math.floor(per_actor_cpus))
+    ds = ray.data.from_items(
+        [{"key": g["key"], "group": json.dumps(g)} for g in groups], override_num_blocks=min(len(groups), 512)
+    )
+    ds = ds.map(
+        load_stage,
+        fn_kwargs={
+            "patch": patch,
+            "min_size": min_size,
+            "max_pixels": cfg.max_pixels,
+            "allow_roots": cfg.allow_roots,
+        },
+        ray_remote_args_fn=_load_task_args,
+    )
+    ds = ds.map_batches(
+        ScoreActor,
+        fn_constructor_kwargs={
+            "model": cfg.model,
+            "checkpoint": cfg.checkpoint,
+            "device": cfg.device,
+            "precision": cfg.precision,
+            "batch_size": cfg.batch_size,
+            "threads": threads,
+            "pairs": cfg.pairs,
+            "match_tolerance": cfg.match_tolerance,
+        },
+        compute=ray.data.ActorPoolStrategy(size=cfg.actors),
+        batch_size=1,
+        batch_format="numpy",
+        num_cpus=per_actor_cpus,
+        num_gpus=cfg.gpus_per_actor or None,
+        zero_copy_batch=True,
+    )
+    ds = ds.map(
+        write_stage,
+        fn_kwargs={"output": cfg.output, "run_id": run_id, "codec_table": codec_table},
+        num_cpus=0.25,
+    )
+    for row in ds.iter_rows():
+        summary.groups_done += 1
+        summary.images += row["images"]
+        summary.pairs += row["pairs"]
+        summary.errors += row["errors"]
+        summary.checkpoint_sha256 = row["checkpoint_sha256"]
+        summary.actor_peak_rss_mb = max(summary.actor_peak_rss_mb, row["peak_rss_mb"])
+        if row["failed"]:
+            summary.failed_groups.append(row["key"])
+    return summary
+
+
+def run_evaluate(cfg: EvaluateConfig) -> EvaluateSummary:
+    """Score a manifest into ``cfg.output``; resumable, idempotent per reference group."""
+    from model import model_info
 
     started = time.perf_counter()
     info = model_info(cfg.model)
@@ -288,55 +375,8 @@ def run_evaluate(cfg: EvaluateConfig) -> EvaluateSummary:
     results.write_run(cfg.output, run)
 
     if todo:
-        ensure_ray()
-        data_context(progress=cfg.progress)
-        per_actor_cpus = check_resources(cfg)
-        threads = max(1, math.floor(per_actor_cpus))
-        ds = ray.data.from_items(
-            [{"key": g["key"], "group": json.dumps(g)} for g in todo], override_num_blocks=min(len(todo), 512)
-        )
-        ds = ds.map(
-            load_stage,
-            fn_kwargs={
-                "patch": patch,
-                "min_size": int(info.get("min_size", 32)),
-                "max_pixels": cfg.max_pixels,
-                "allow_roots": cfg.allow_roots,
-            },
-            num_cpus=1,
-        )
-        ds = ds.map_batches(
-            ScoreActor,
-            fn_constructor_kwargs={
-                "model": cfg.model,
-                "checkpoint": cfg.checkpoint,
-                "device": cfg.device,
-                "precision": cfg.precision,
-                "batch_size": cfg.batch_size,
-                "threads": threads,
-                "pairs": cfg.pairs,
-                "match_tolerance": cfg.match_tolerance,
-            },
-            compute=ray.data.ActorPoolStrategy(size=cfg.actors),
-            batch_size=1,
-            batch_format="numpy",
-            num_cpus=per_actor_cpus,
-            num_gpus=cfg.gpus_per_actor or None,
-            zero_copy_batch=True,
-        )
-        ds = ds.map(
-            write_stage,
-            fn_kwargs={"output": cfg.output, "run_id": run_id, "codec_table": codec_table},
-            num_cpus=0.25,
-        )
-        for row in ds.iter_rows():
-            summary.groups_done += 1
-            summary.images += row["images"]
-            summary.pairs += row["pairs"]
-            summary.errors += row["errors"]
-            summary.checkpoint_sha256 = row["checkpoint_sha256"]
-            if row["failed"]:
-                summary.failed_groups.append(row["key"])
+        score_groups(todo, cfg, run_id=run_id, codec_table=codec_table, patch=patch,
+                     min_size=int(info.get("min_size", 32)), summary=summary)  # fmt: skip
     summary.seconds = time.perf_counter() - started
     run["counts"] = {
         "groups": len(all_groups),

@@ -25,6 +25,7 @@ class LoadedGroup:
     dists: list[dict]  # usable distorted images, with width/height/bpp/psnr/psnr_y/ms_ssim
     errors: list[dict] = field(default_factory=list)
     patches: np.ndarray | None = None  # (1 + len(dists), K, 3, h, w) uint8
+    pairs_by_id: list[list[str]] | None = None  # explicit pairs to score instead of a strategy
     load_seconds: float = 0.0
 
     def meta_json(self) -> str:

@@ -76,3 +76,16 @@ def pairs(
                 nearest = min(rated, key=lambda k: (abs(items[k].bpp - it.bpp), k))
                 add(i, nearest)
     return sorted(chosen)
+
+
+def pairs_by_id(ids: Sequence[str], wanted: Sequence[Sequence[str]]) -> list[tuple[int, int]]:
+    """Explicit pairs given by id, as index pairs into ``ids``, orientation kept (A first).
+
+    Pairs naming an id that is not in ``ids`` (an image that failed to load) are left out; the other rows go on.
+    """
+    index = {d: i for i, d in enumerate(ids)}
+    out = []
+    for a, b in wanted:
+        if a in index and b in index and a != b:
+            out.append((index[a], index[b]))
+    return out

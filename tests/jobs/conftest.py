@@ -42,7 +42,7 @@ DISTORTIONS = [
 
 
 def build_manifest(
-    base: str, refs=(("astronaut", (160, 128)), ("chelsea", (150, 110)))
+    base: str, refs=(("astronaut", (200, 176)), ("chelsea", (150, 110)))
 ) -> tuple[str, pd.DataFrame]:
     """Write references, decoded JPEG/WebP distortions and a CSV manifest (relative URIs) under ``base``."""
     rows = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import duckdb
@@ -46,6 +47,24 @@ def test_end_to_end_on_s3(ray_local, s3, s3_manifest):
     assert (
         run_json["versions"]["torch"] and run_json["checkpoint_sha256"] == pairs["checkpoint_sha256"].iloc[0]
     )
+    # classic metrics against independent implementations, on the decoded files in the bucket
+    import torch
+    from PIL import Image
+    from pytorch_msssim import ms_ssim
+    from skimage.metrics import peak_signal_noise_ratio
+
+    def load(uri):
+        return np.asarray(Image.open(io.BytesIO(storage.read_bytes(uri))).convert("RGB"))
+
+    for row in images.itertuples():
+        ref, dist = load(row.ref_uri), load(row.dist_uri)
+        assert row.psnr == pytest.approx(peak_signal_noise_ratio(ref, dist, data_range=255), abs=1e-6)
+        if min(ref.shape[:2]) > 160:
+            t = lambda a: torch.from_numpy(a.copy()).permute(2, 0, 1)[None].double()  # noqa: E731
+            assert row.ms_ssim == pytest.approx(ms_ssim(t(ref), t(dist), data_range=255).item(), abs=1e-4)
+        else:
+            assert pd.isna(row.ms_ssim)  # too small for 5 scales
+    assert images["ms_ssim"].notna().any()
     # quality sanity on real codecs: higher JPEG quality has higher PSNR
     jpeg = images[images.codec == "jpeg"].assign(q=lambda d: d.setting.str[2:].astype(int))
     for _, g in jpeg.groupby("ref_id"):

@@ -34,3 +34,10 @@ def test_matched_uses_relative_tolerance():
 def test_unknown_strategy():
     with pytest.raises(ValueError, match="adjacent"):
         pairs([], "some")
+
+
+def test_pairs_by_id_keep_orientation_and_skip_missing():
+    from pipeline.pairing import pairs_by_id
+
+    ids = ["b1", "c1", "b2", "c2"]
+    assert pairs_by_id(ids, [["b1", "c1"], ["c2", "b2"], ["b3", "c3"], ["b1", "b1"]]) == [(0, 1), (3, 2)]

@@ -1,0 +1,205 @@
+"""Benchmarks of `evaluate`, measured side by side in one run (nothing here is a test).
+
+1. overhead: triplets/s of the Ray pipeline (one actor) versus a bare single-process loop doing the same work
+   (same model, same triplets, same cached scoring, same Parquet writes, no Ray);
+2. scaling: 1 versus 2 actors;
+3. memory: peak RSS of the driver and of a scoring actor for a small and a 10x larger manifest of tiny groups.
+
+    python benchmarks/bench_evaluate.py [--groups 12] [--memory-groups 1000 10000] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _jpeg_decoded(rgb: np.ndarray, q: int) -> tuple[bytes, int]:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=q)
+    return _png(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))), len(buf.getvalue())
+
+
+def photo_manifest(folder: str, groups: int, side: int, qualities=(10, 25, 45, 70, 90)) -> str:
+    """``groups`` references cut from the bundled photos, each with JPEG versions at ``qualities``."""
+    from pipeline.samples import SAMPLES, load_sample
+
+    photos = [load_sample(n) for n in ("astronaut", "coffee", "rocket", "chelsea")]
+    del SAMPLES
+    rows = []
+    os.makedirs(os.path.join(folder, "img"), exist_ok=True)
+    for g in range(groups):
+        src = photos[g % len(photos)]
+        top, left = (g * 37) % (src.shape[0] - side), (g * 53) % (src.shape[1] - side)
+        ref = np.ascontiguousarray(src[top : top + side, left : left + side])
+        with open(os.path.join(folder, "img", f"r{g}.png"), "wb") as f:
+            f.write(_png(ref))
+        for q in qualities:
+            data, nbytes = _jpeg_decoded(ref, q)
+            with open(os.path.join(folder, "img", f"r{g}-q{q}.png"), "wb") as f:
+                f.write(data)
+            rows.append(
+                (
+                    f"r{g}",
+                    f"img/r{g}.png",
+                    f"r{g}-q{q}",
+                    f"img/r{g}-q{q}.png",
+                    "jpeg",
+                    "bench",
+                    f"q={q}",
+                    nbytes,
+                )
+            )
+    cols = ["ref_id", "ref_uri", "dist_id", "dist_uri", "codec", "codec_version", "setting", "bytes"]
+    uri = os.path.join(folder, "manifest.csv")
+    pd.DataFrame(rows, columns=cols).to_csv(uri, index=False)
+    return uri
+
+
+def tiny_manifest(folder: str, groups: int) -> str:
+    """``groups`` reference groups of two 32x32 distorted images each, all reading the same three small files."""
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    os.makedirs(folder, exist_ok=True)
+    for name, img in (("ref", ref), ("a", ref // 2), ("b", 255 - ref)):
+        with open(os.path.join(folder, f"{name}.png"), "wb") as f:
+            f.write(_png(img))
+    df = pd.DataFrame(
+        {
+            "ref_id": np.repeat([f"r{g}" for g in range(groups)], 2),
+            "ref_uri": "ref.png",
+            "dist_id": [f"r{g}-{s}" for g in range(groups) for s in "ab"],
+            "dist_uri": [f"{s}.png" for _ in range(groups) for s in "ab"],
+            "codec": "x",
+            "bytes": 100,
+        }
+    )
+    uri = os.path.join(folder, "manifest.csv")
+    df.to_csv(uri, index=False)
+    return uri
+
+
+def bare_loop(manifest_uri: str, output: str, model: str, threads: int) -> tuple[int, float]:
+    """The same work as the pipeline, in one process: load, score from cached features, write."""
+    from pipeline import manifest, pairing, results
+    from pipeline.loading import load_group
+    from pipeline.scoring import PairScorer
+
+    scorer = PairScorer(model, threads=threads)
+    start = time.perf_counter()
+    n_pairs = 0
+    for group in manifest.groups(manifest.read_manifest(manifest_uri)):
+        loaded = load_group(group, patch=scorer.patch_size, min_size=scorer.min_size)
+        items = [pairing.Item(d["codec"], d["bpp"]) for d in loaded.dists]
+        pairs = pairing.pairs(items, "all")
+        logits = scorer.score(loaded.patches, pairs)
+        meta = {
+            "ref_id": loaded.ref_id,
+            "ref_uri": loaded.ref_uri,
+            "dists": loaded.dists,
+            "errors": loaded.errors,
+        }
+        tables = results.group_tables(meta, pairs, logits, run_id="bare", model=model,
+                                      checkpoint_sha256=scorer.checkpoint_sha256,
+                                      n_patches=int(loaded.patches.shape[1]))  # fmt: skip
+        results.write_group(output, loaded.key, tables)
+        n_pairs += len(pairs)
+    return n_pairs, time.perf_counter() - start
+
+
+def pipeline_run(
+    manifest_uri: str, output: str, model: str, actors: int, cpus_per_actor: float | None = None
+):
+    from pipeline.evaluate import EvaluateConfig, run_evaluate
+
+    cfg = EvaluateConfig(manifest=manifest_uri, output=output, model=model, actors=actors,
+                         cpus_per_actor=cpus_per_actor, progress=False)  # fmt: skip
+    t = time.perf_counter()
+    summary = run_evaluate(cfg)
+    return summary, time.perf_counter() - t
+
+
+def memory_run(n: int, model: str) -> None:
+    """One manifest size in a fresh process, so the driver's peak RSS is this size's alone."""
+    from pipeline.ray_runtime import ensure_ray
+
+    ensure_ray(num_cpus=os.cpu_count())
+    tmp = tempfile.mkdtemp(prefix="prfeval-mem-")
+    try:
+        uri = tiny_manifest(os.path.join(tmp, "in"), n)
+        summary, t = pipeline_run(uri, os.path.join(tmp, "out"), model, 1)
+        driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"{n:6d} groups: {summary.pairs / t:7.1f} triplets/s ({t:.0f} s); driver peak {driver:7.1f} MiB; "
+            f"actor peak {summary.actor_peak_rss_mb:7.1f} MiB"
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="prfnet-tiny")
+    ap.add_argument("--groups", type=int, default=40)
+    ap.add_argument("--side", type=int, default=256)
+    ap.add_argument("--memory-groups", type=int, nargs=2, default=(1000, 10000))
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    from pipeline.ray_runtime import ensure_ray
+
+    if args.memory_run:
+        return memory_run(args.memory_run, args.model)
+
+    ensure_ray(num_cpus=os.cpu_count())
+    tmp = tempfile.mkdtemp(prefix="prfeval-bench-")
+    try:
+        uri = photo_manifest(os.path.join(tmp, "photos"), args.groups, args.side)
+        print(f"machine: {os.cpu_count()} CPUs; model {args.model}; {args.groups} groups of 5 JPEG versions "
+              f"({args.side}x{args.side}), all pairs")  # fmt: skip
+        # warm-up: start the actor pool machinery once
+        pipeline_run(uri, os.path.join(tmp, "warm"), args.model, 1)
+        n_bare, t_bare = bare_loop(uri, os.path.join(tmp, "bare"), args.model, threads=1)
+        s1, t1 = pipeline_run(uri, os.path.join(tmp, "ray1"), args.model, 1)
+        s2, t2 = pipeline_run(uri, os.path.join(tmp, "ray2"), args.model, 2)
+        assert n_bare == s1.pairs == s2.pairs
+        print("\n== overhead and scaling (triplets/s, wall clock including start-up of the actor pool)")
+        print(f"bare loop, 1 torch thread      : {n_bare / t_bare:8.1f} triplets/s  ({t_bare:.1f} s)")
+        print(f"Ray pipeline, 1 actor          : {s1.pairs / t1:8.1f} triplets/s  ({t1:.1f} s)  "
+              f"ratio to bare {t_bare / t1:.2f}x")  # fmt: skip
+        print(f"Ray pipeline, 2 actors         : {s2.pairs / t2:8.1f} triplets/s  ({t2:.1f} s)  "
+              f"ratio to 1 actor {t1 / t2:.2f}x")  # fmt: skip
+        if args.skip_memory:
+            return
+        print("\n== memory (peak RSS, MiB) for tiny groups of 2 images (1 pair each), one process per size")
+        for n in args.memory_groups:
+            subprocess.run(
+                [sys.executable, __file__, "--model", args.model, "--memory-run", str(n)], check=True
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
