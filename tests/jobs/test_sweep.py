@@ -143,6 +143,9 @@ def test_broken_and_odd_references(tmp_path, ray_local, capsys):
     (refs / "bomb.png").write_bytes(png_bytes(np.zeros((1200, 1000), np.uint8)))
     (refs / "truncated.png").write_bytes(png_bytes(photo)[:300])
     (refs / "page.png").write_bytes(b"<!DOCTYPE html><html><body>not found</body></html>")
+    (refs / "wide.png").write_bytes(
+        png_bytes(np.tile(photo[:2, :100], (1, 165, 1)))
+    )  # 16500 px: too wide for WebP
     (refs / "notes.txt").write_text("not a reference")
     out = tmp_path / "out"
 
@@ -150,7 +153,7 @@ def test_broken_and_odd_references(tmp_path, ray_local, capsys):
         "--refs",
         str(refs),
         "--codecs",
-        "jpeg:q=60 jxl:d=2",
+        "jpeg:q=60 webp:q=50 jxl:d=2",
         "--output",
         str(out),
         "--max-pixels",
@@ -158,26 +161,24 @@ def test_broken_and_odd_references(tmp_path, ray_local, capsys):
     ]
     assert sweep.main([*argv, "--quiet"]) == 1
     captured = capsys.readouterr()
-    assert "3 failure(s)" in captured.err and "the other references completed" in captured.err
+    assert "4 failure(s)" in captured.err and "the other references completed" in captured.err
     assert "notes.txt" in captured.out
 
     errors = pq.read_table(out / "errors" / "sweep.parquet")
     assert errors.schema == schemas.ERRORS
     by_ref = {r["ref_id"]: r for r in errors.to_pylist()}
-    assert {k: v["error"] for k, v in by_ref.items()} == {
-        "bomb": "too_large",
-        "truncated": "corrupt",
-        "page": "not_an_image",
+    assert {k: (v["error"], v["dist_id"]) for k, v in by_ref.items()} == {
+        "bomb": ("too_large", None),
+        "truncated": ("corrupt", None),
+        "page": ("not_an_image", None),
+        "wide": ("codec", "wide/webp/q=50"),  # one setting failed; the reference's other codecs completed
     }
     assert all(r["stage"] == "sweep" and r["message"] for r in by_ref.values())
 
     rows = pq.read_table(out / "manifest.parquet").to_pylist()
-    assert sorted({r["ref_id"] for r in rows}) == ["deep", "grey", "odd", "rgba"]
-    assert len(rows) == 8
-    ref = {
-        name: read_png((out / "refs" / f"{name}.png").read_bytes())
-        for name in ("grey", "rgba", "deep", "odd")
-    }
+    assert sorted({r["ref_id"] for r in rows}) == ["deep", "grey", "odd", "rgba", "wide"]
+    assert len(rows) == 4 * 3 + 2
+    ref = {r["ref_id"]: read_png((out / r["ref_uri"]).read_bytes()) for r in rows}
     assert np.array_equal(ref["grey"], np.repeat(grey[..., None], 3, axis=2))
     assert (ref["rgba"][:10, :10] == 255).all() and np.array_equal(ref["rgba"][20:, 20:], photo[20:40, 20:40])
     expected_deep = np.clip(np.rint(deep / 257.0), 0, 255).astype(np.uint8)
