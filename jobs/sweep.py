@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.common import EXIT_USAGE, ArgumentParser, UsageError, command, new_run_id
+from jobs.common import ArgumentParser, UsageError, command, new_run_id
 from pipeline import images, storage
 from pipeline.codecs import DEFAULT_SPEC, SpecError, describe_codecs
 from pipeline.sweep import EXECUTORS, SweepInputError, SweepSummary, run_sweep
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(errors: {storage.display(summary.errors_uri)})",
             file=sys.stderr,
         )
-    return summary.exit_code if summary.exit_code in (0, 1) else EXIT_USAGE
+    return summary.exit_code
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ measured is per CPU core):
 - ``avif``: libavif through Pillow with the aom AV1 encoder. ``q`` = quality 0..100, speed 6 (libavif's default
   speed), 4:2:0, full range.
 - ``jp2``: JPEG 2000, OpenJPEG through Pillow. ``ratio`` = compression ratio (OpenJPEG's ``opj_compress -r``), one
-  quality layer, irreversible 9/7 wavelet with the colour transform; 1 is lossless, higher is smaller and worse.
+  quality layer, irreversible 9/7 wavelet with the colour transform; 1 sets no rate limit (near-lossless: the 9/7
+  wavelet is not reversible), higher is smaller and worse.
 - ``jxl``: JPEG XL, libjxl through imagecodecs. ``d`` = Butteraugli distance 0..25 (``cjxl -d``): 0 is lossless,
   1 visually lossless, higher is smaller and worse; effort 7 (libjxl's default).
 
@@ -365,11 +366,15 @@ class JpegXlCodec(Codec):
     def encode(self, rgb: np.ndarray, value: float) -> bytes:
         import imagecodecs
 
-        return bytes(
-            imagecodecs.jpegxl_encode(
-                np.ascontiguousarray(rgb), distance=float(value), effort=self.effort, numthreads=1
-            )
+        lossless = float(value) == 0.0  # as cjxl -d 0: mathematically lossless (modular mode)
+        data = imagecodecs.jpegxl_encode(
+            np.ascontiguousarray(rgb),
+            distance=float(value),
+            lossless=lossless,
+            effort=self.effort,
+            numthreads=1,
         )
+        return bytes(data)
 
     def decode(self, data: bytes) -> np.ndarray:
         import imagecodecs

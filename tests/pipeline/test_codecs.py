@@ -75,6 +75,11 @@ def test_quality_rises_with_setting(name, photo):
     assert all(b > a for a, b in itertools.pairwise(psnrs)), psnrs
 
 
+def test_jxl_distance_zero_is_lossless(photo):
+    codec = get_codec("jxl")
+    assert np.array_equal(codec.decode(codec.encode(photo, 0)), photo)
+
+
 @pytest.mark.parametrize("name", CODEC_NAMES)
 def test_encoding_is_deterministic(name, photo):
     codec = get_codec(name)
