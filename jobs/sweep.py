@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             executor=args.executor,
             progress=not args.quiet,
             run_id=new_run_id("sweep"),
+            log=lambda line: print(line, file=sys.stderr),
         )
     except (SpecError, SweepInputError) as e:
         raise UsageError(str(e)) from None

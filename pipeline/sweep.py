@@ -516,11 +516,13 @@ def run_sweep(
     executor: Literal["ray", "local"] = "ray",
     progress: bool = True,
     run_id: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> SweepSummary:
     """Sweep ``refs`` with the codec ``spec`` into ``output``; see the module docstring for the layout.
 
     Raises :class:`pipeline.codecs.SpecError` for a bad spec and :class:`SweepInputError` when no reference is
     found or the output cannot be written. Failures of single references or settings go to the errors table.
+    ``log`` receives one line saying what is about to run.
     """
     t0 = time.perf_counter()
     settings = parse_spec(spec)
@@ -534,6 +536,12 @@ def run_sweep(
             f"cannot write to {storage.display(output)}: {storage.redact(str(e))}"
         ) from None
 
+    if log:
+        n_codecs = len({s.codec for s in settings})
+        log(
+            f"sweeping {len(references)} reference(s) x {len(settings)} setting(s) of {n_codecs} codec(s) "
+            f"= {len(references) * len(settings)} encodes ({executor}) into {storage.display(output)}"
+        )
     results = EXECUTORS[executor](references, config, progress)
     order = {r.ref_id: i for i, r in enumerate(references)}
     results.sort(key=lambda r: order[r.ref_id])
