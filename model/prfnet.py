@@ -20,16 +20,18 @@ What follows the paper:
 
 Our choices, where the paper is not specific or where prfeval needs more:
 
-* The cross subtraction block's exact inputs: ``|F_A - F_O|``, ``|F_B - F_O|`` (how far each image is from the
-  reference, "separate") and ``F_A - F_B`` (where the two differ), concatenated and mixed by a 1×1 then a 3×3
-  convolution with ReLU ("gather"). The head uses no batch normalisation, so a pair's score never depends on the
-  other pairs in its batch.
+* The cross subtraction block's exact form: one shared 1×1 convolution first projects the feature maps of O, A and
+  B to a few channels (``head_channels``); then ``|P_A - P_O|``, ``|P_B - P_O|`` (how far each image is from the
+  reference: "separate") and ``P_A - P_B`` (where the two differ) are concatenated and mixed by a 1×1 then a 3×3
+  convolution with ReLU ("gather"). Projecting before subtracting keeps the per-pair work small: the projection
+  of each image is shared by both directions of a comparison. The head uses no batch normalisation, so a pair's
+  score never depends on the other pairs in its batch.
 * The fusion gate is a 3×3 convolution on the deeper map, resized bilinearly to the shallower map's actual size,
   so any H, W ≥ ``min_size`` works (not only multiples of 32).
 * Pooling is a global average of every fused scale, concatenated; the MLP has one hidden layer.
-* Antisymmetry by construction: with ``g`` the head above, ``logit(O, A, B) = g(O, A, B) - g(O, B, A)``. Both terms
-  are computed by separate calls with the same batch shape, so ``logit(O, A, B) == -logit(O, B, A)`` holds bit for
-  bit in eval mode and ``p(O, A, A) == 0.5`` exactly.
+* Antisymmetry by construction: with ``g`` the head above, ``logit(O, A, B) = g(O, A, B) - g(O, B, A)``. The two
+  terms are two calls of the same code on batches of the same shape, so swapping A and B swaps them exactly:
+  ``logit(O, A, B) == -logit(O, B, A)`` bit for bit in eval mode, and ``p(O, A, A) == 0.5`` exactly.
 * The backbone runs once per image (:meth:`PRFNet.encode`), and :meth:`PRFNet.compare` scores any pair from cached
   features: scoring every pair of a group of ``n`` images costs ``n + 1`` backbone passes instead of
   ``3 n (n - 1) / 2``.
@@ -69,18 +71,28 @@ INPUT_RANGE = (0.0, 1.0)
 class CrossSubtractBlock(nn.Module):
     """Compare a positive pair (O, A) and a negative pair (O, B) at one scale.
 
-    Separate: ``|F_A - F_O|`` and ``|F_B - F_O|`` measure how far each image is from the reference; gather: these
-    and ``F_A - F_B`` are concatenated and mixed by a 1×1 and a 3×3 convolution into ``out_chs`` channels.
+    The feature maps of O, A and B are first projected by one shared 1×1 convolution (``in_chs`` → ``out_chs``;
+    :meth:`project`), so the subtractions and everything after them run on ``out_chs`` channels. Separate:
+    ``|P_A - P_O|`` and ``|P_B - P_O|`` measure how far each image is from the reference; gather: these and
+    ``P_A - P_B`` are concatenated and mixed by a 1×1 and a 3×3 convolution (:meth:`forward`).
     """
 
     def __init__(self, in_chs: int, out_chs: int) -> None:
         super().__init__()
-        self.reduce = nn.Conv2d(3 * in_chs, out_chs, kernel_size=1)
+        self.proj = nn.Conv2d(
+            in_chs, out_chs, kernel_size=1, bias=False
+        )  # only differences are used: no bias
+        self.reduce = nn.Conv2d(3 * out_chs, out_chs, kernel_size=1)
         self.conv = nn.Conv2d(out_chs, out_chs, kernel_size=3, padding=1)
         self.act = nn.ReLU(inplace=True)
 
-    def forward(self, f_o: Tensor, f_a: Tensor, f_b: Tensor) -> Tensor:
-        x = torch.cat([(f_a - f_o).abs(), (f_b - f_o).abs(), f_a - f_b], dim=1)
+    def project(self, f: Tensor) -> Tensor:
+        """The shared projection of one image's feature map."""
+        return self.proj(f)
+
+    def forward(self, p_o: Tensor, p_a: Tensor, p_b: Tensor) -> Tensor:
+        """The comparison map from projected features of O, A and B."""
+        x = torch.cat([(p_a - p_o).abs(), (p_b - p_o).abs(), p_a - p_b], dim=1)
         x = self.act(self.reduce(x))
         return self.act(self.conv(x))
 
@@ -255,17 +267,28 @@ class PRFNet(nn.Module):
 
     # comparison
 
-    def forward_head(self, f_o: Sequence[Tensor], f_a: Sequence[Tensor], f_b: Sequence[Tensor]) -> Tensor:
-        """The one-directional score ``g(O, A, B)`` (N,): cross subtraction, progressive fusion, pooling, MLP."""
-        xs = [block(o, a, b) for block, o, a, b in zip(self.cross, f_o, f_a, f_b, strict=True)]
+    def project(self, feats: Sequence[Tensor]) -> list[Tensor]:
+        """The cross subtraction blocks' shared projections of one image batch's four feature maps."""
+        return [block.project(f) for block, f in zip(self.cross, feats, strict=True)]
+
+    def _score(self, p_o: Sequence[Tensor], p_a: Sequence[Tensor], p_b: Sequence[Tensor]) -> Tensor:
+        xs = [block(o, a, b) for block, o, a, b in zip(self.cross, p_o, p_a, p_b, strict=True)]
         fused = self.fusion(xs)
         pooled = torch.cat([x.mean(dim=(2, 3)) for x in fused], dim=1)
         return self.mlp(pooled).squeeze(1)
 
+    def forward_head(self, f_o: Sequence[Tensor], f_a: Sequence[Tensor], f_b: Sequence[Tensor]) -> Tensor:
+        """The one-directional score ``g(O, A, B)`` (N,): cross subtraction, progressive fusion, pooling, MLP."""
+        return self._score(self.project(f_o), self.project(f_a), self.project(f_b))
+
     def compare(self, f_o: Sequence[Tensor], f_a: Sequence[Tensor], f_b: Sequence[Tensor]) -> Tensor:
-        """Logits (N,) of P(A closer to O than B) from features of :meth:`encode`; antisymmetric in A and B."""
+        """Logits (N,) of P(A closer to O than B) from features of :meth:`encode`; antisymmetric in A and B.
+
+        ``g(O, A, B) - g(O, B, A)``, each image's features projected once and shared by both directions.
+        """
         _check_features(f_o, f_a, f_b)
-        return self.forward_head(f_o, f_a, f_b) - self.forward_head(f_o, f_b, f_a)
+        p_o, p_a, p_b = self.project(f_o), self.project(f_a), self.project(f_b)
+        return self._score(p_o, p_a, p_b) - self._score(p_o, p_b, p_a)
 
     def forward(self, o: Tensor, a: Tensor, b: Tensor) -> Tensor:
         """P(A closer to O than B), shape (N,)."""
@@ -286,7 +309,8 @@ class PRFNet(nn.Module):
         for m in [*self.cross.modules(), *self.fusion.modules()]:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         # the MLP keeps PyTorch's default Linear initialisation
 
 
@@ -345,11 +369,11 @@ def _info(variant: str) -> dict[str, Any]:
 
 @register_model("prfnet", info=_info("prfnet"))
 def prfnet(**overrides: Any) -> PRFNet:
-    """PRFNet as in the paper: SE-Res2Net-50 26w×4s backbone, four scales, 256-px patches (~30M parameters)."""
+    """PRFNet in the paper's configuration: SE-Res2Net-50 26w×4s backbone, four scales, 256-px patches (28.4M parameters)."""
     return _create_prfnet("prfnet", **overrides)
 
 
 @register_model("prfnet-tiny", info=_info("prfnet-tiny"))
 def prfnet_tiny(**overrides: Any) -> PRFNet:
-    """PRFNet's design at CPU demo size: one SE-Res2Net bottleneck per stage, 128-px patches (<1M parameters)."""
+    """PRFNet's design at CPU demo size: one SE-Res2Net bottleneck per stage, 128-px patches (0.77M parameters)."""
     return _create_prfnet("prfnet-tiny", **overrides)

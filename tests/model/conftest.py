@@ -13,7 +13,7 @@ import torch
 
 from model import create_model, list_models
 
-# The paper-size model (~30M parameters) makes every test that builds or runs it take seconds on a CPU.
+# The paper-size model (~28M parameters) makes every test that builds or runs it take seconds on a CPU.
 FULL_SIZE = {"prfnet"}
 
 Triplet = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

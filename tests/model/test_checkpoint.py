@@ -184,9 +184,7 @@ def test_refuses_weights_that_do_not_fit_the_config(tiny, tmp_path):
     header = {"model": "prfnet-tiny", "config": tiny.meta["config"], "format_version": 1}
     path = tmp_path / "mismatch.safetensors"
     path.write_bytes(st_save(tensors, metadata={"prfeval": json.dumps(header)}))
-    with pytest.raises(
-        CheckpointError, match=r"tensor 'cross\.0\.reduce\.weight' has shape \(8, 192, 1, 1\)"
-    ):
+    with pytest.raises(CheckpointError, match=r"tensor 'cross\.0\.proj\.weight' has shape \(8, 64, 1, 1\)"):
         load_checkpoint(str(path))
 
     tensors.pop("mlp.3.bias")
