@@ -16,8 +16,8 @@ Output layout (all paths in the manifest are relative to its folder, so the fold
     bitstreams/<ref>/<codec>/<setting>.<ext> with keep_bitstreams
     parts/<ref>.parquet                      per-reference rows: what a rerun reuses
 
-A rerun skips every (reference, setting) whose row is in the reference's part and whose files exist; the manifest
-is rebuilt from the parts, without duplicates.
+A rerun skips every (reference, setting) whose row is in the reference's part, made from the same source with the
+codec version installed now, and whose files exist; the manifest is rebuilt from the parts, without duplicates.
 """
 
 from __future__ import annotations
@@ -300,10 +300,10 @@ class _Listing:
         return name in self.cache[folder]
 
 
-def _encode_one(codec_rgb: np.ndarray, s: Setting) -> tuple[bytes, np.ndarray, float, float]:
+def _encode_one(rgb: np.ndarray, s: Setting) -> tuple[bytes, np.ndarray, float, float]:
     codec = get_codec(s.codec)
     t0 = time.perf_counter()
-    data = codec.encode(codec_rgb, s.value)
+    data = codec.encode(rgb, s.value)
     t1 = time.perf_counter()
     decoded = codec.decode(data)
     t2 = time.perf_counter()
@@ -319,6 +319,7 @@ def sweep_reference(ref: Reference, config: SweepConfig) -> ReferenceResult:
     try:
         previous = {row["dist_id"]: row for row in _read_part(layout.part(ref))}
         listing = _Listing(layout)
+        installed = {c: get_codec(c).version() for c in dict.fromkeys(s.codec for s in config.settings)}
         reusable: dict[str, dict] = {}
         todo: list[Setting] = []
         for s in config.settings:
@@ -326,6 +327,7 @@ def sweep_reference(ref: Reference, config: SweepConfig) -> ReferenceResult:
             ok = (
                 row is not None
                 and row.get("source_uri") == source
+                and row.get("codec_version") == installed[s.codec]
                 and listing.has(row.get("dist_uri"))
                 and (not config.keep_bitstreams or listing.has(row.get("bitstream_uri")))
             )

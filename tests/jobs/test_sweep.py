@@ -269,3 +269,27 @@ def test_unusable_input_exits_2(tmp_path, capsys, extra, expected):
     assert sweep.main([*extra, "--codecs", "jpeg", "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
+
+
+def test_rerun_redoes_what_changed(tmp_path, monkeypatch):
+    """A new codec version or a different source is redone; everything else is reused (plain loop, no Ray)."""
+    from pipeline.codecs import JpegCodec
+    from pipeline.sweep import run_sweep
+
+    out = str(tmp_path / "out")
+    spec = "jpeg:q=40,80 webp:q=50"
+    first = run_sweep("samples:coffee?max_side=64", spec, out, executor="local", progress=False)
+    assert (first.n_encoded, first.n_reused, first.exit_code) == (3, 0, 0)
+
+    monkeypatch.setattr(JpegCodec, "version", lambda self: "99.0.0")
+    second = run_sweep("samples:coffee?max_side=64", spec, out, executor="local", progress=False)
+    assert (second.n_encoded, second.n_reused) == (2, 1)
+    rows = pq.read_table(second.manifest_uri).to_pylist()
+    assert [(r["codec"], r["codec_version"]) for r in rows][:2] == [("jpeg", "99.0.0")] * 2
+    codec_rows = pq.read_table(second.codecs_uri).to_pylist()
+    assert [r["codec_version"] for r in codec_rows if r["codec"] == "jpeg"] == ["99.0.0"]
+
+    third = run_sweep("samples:coffee?max_side=48", spec, out, executor="local", progress=False)
+    assert (third.n_encoded, third.n_reused) == (3, 0)
+    rows = pq.read_table(third.manifest_uri).to_pylist()
+    assert len(rows) == 3 and {(r["width"], r["height"]) for r in rows} == {(48, 32)}
