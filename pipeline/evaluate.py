@@ -34,10 +34,11 @@ log = logging.getLogger(__name__)
 LOAD_CPUS = 1.0  # CPUs reserved by a decode task
 
 
-def _load_task_args() -> dict:
-    """Remote args of the decode tasks, given as a function on purpose: Ray Data never fuses a stage whose args
-    come from a function into the next one, so decoding stays in CPU tasks instead of moving into the actors."""
-    return {"num_cpus": LOAD_CPUS}
+def decode_concurrency(actors: int) -> int:
+    """Decode tasks in flight: two per actor keeps every actor fed. Never equal to the actor count, on purpose:
+    Ray Data fuses a task stage into the next actor stage when their sizes match, which would move image decoding
+    into the actors and make them wait on it."""
+    return 2 * actors
 
 
 class ResourceError(RuntimeError):
@@ -285,7 +286,8 @@ def score_groups(
             "max_pixels": cfg.max_pixels,
             "allow_roots": cfg.allow_roots,
         },
-        ray_remote_args_fn=_load_task_args,
+        compute=ray.data.TaskPoolStrategy(size=decode_concurrency(cfg.actors)),
+        num_cpus=LOAD_CPUS,
     )
     ds = ds.map_batches(
         ScoreActor,

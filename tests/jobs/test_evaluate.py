@@ -186,3 +186,27 @@ def test_more_gpus_than_exist_fails_fast(tmp_path, local_manifest):
                               "--gpus-per-actor", "1")  # fmt: skip
     assert proc.returncode == 2
     assert "has 1 GPU in total" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_decoding_stays_out_of_the_actors(ray_local, tmp_path, local_manifest, capsys):
+    """Ray Data must not fuse the decode tasks into the scoring actors, with 1 or 2 actors."""
+    import logging
+
+    manifest_uri, _ = local_manifest
+    for actors in (1, 2):
+        logger = logging.getLogger("ray.data._internal.execution.streaming_executor")
+        records: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda r, sink=records: sink.append(r.getMessage())  # type: ignore[method-assign]
+        logger.addHandler(handler)
+        try:
+            assert run("--manifest", manifest_uri, "--output", str(tmp_path / f"o{actors}"), "--actors",
+                       str(actors), "--cpus-per-actor", "0.5") == 0  # fmt: skip
+        finally:
+            logger.removeHandler(handler)
+        plan = [m for m in records if "Execution plan" in m]
+        assert (
+            plan
+            and "TaskPoolMapOperator[Map(load_stage)] -> ActorPoolMapOperator[MapBatches(ScoreActor)]"
+            in plan[-1]
+        )
