@@ -1,8 +1,9 @@
 """Checkpoints: one safetensors file holding the weights and, in its header, JSON metadata.
 
-The header's ``__metadata__["prfeval"]`` is a JSON object: the registered model name, the config that rebuilds the
-model, the format version, and whatever the writer adds (what it was trained on, measured accuracy, ...). Files are
-read and written through :mod:`pipeline.storage`, so local paths and ``s3://`` (any fsspec URI) both work.
+The header's ``__metadata__["prfeval"]`` is a JSON object: the registered model name, the config that rebuilds
+the model, the format version, and whatever the writer adds (what it was trained on, measured accuracy, ...).
+Files are read and written through :mod:`pipeline.storage`, so local paths and ``s3://`` (any fsspec URI) both
+work.
 
 Nothing here ever unpickles: a pickled PyTorch checkpoint is recognised by its first bytes and refused.
 """
@@ -55,7 +56,7 @@ class Checkpoint:
 
 
 def save_checkpoint(model: nn.Module, uri: str, metadata: Mapping[str, Any] | None = None) -> str:
-    """Write ``model``'s weights and metadata to ``uri`` as one safetensors file; returns the file's sha256 (hex).
+    """Write ``model``'s weights and metadata to ``uri`` as one safetensors file; return its sha256 (hex).
 
     ``metadata`` is any JSON-serialisable mapping (training data, measured accuracy, ...); the keys ``model``,
     ``config`` and ``format_version`` are filled in from the model and may not be given.
@@ -88,7 +89,7 @@ def checkpoint_sha256(uri: str) -> str:
 def load_checkpoint(
     uri: str, *, expected_model: str | None = None, device: str | torch.device = "cpu"
 ) -> Checkpoint:
-    """Load a checkpoint written by :func:`save_checkpoint`: rebuild the model from its metadata, load the weights.
+    """Load a checkpoint of :func:`save_checkpoint`: rebuild the model from its metadata, load the weights.
 
     Raises :class:`CheckpointError` for a missing, truncated or corrupt file, a pickled PyTorch checkpoint, a
     checkpoint of another model than ``expected_model``, or weights that do not fit the recorded config.
@@ -125,7 +126,7 @@ def load_checkpoint(
     return Checkpoint(model=model, metadata=meta, sha256=sha, uri=uri)
 
 
-# --- helpers -------------------------------------------------------------------------------------------------------
+# --- helpers ------------------------------------------------------------------------------------------------
 
 
 def _read(uri: str) -> bytes:
@@ -213,8 +214,8 @@ def _check_state(model: nn.Module, tensors: Mapping[str, torch.Tensor], name: st
         got = tensors[key]
         if got.shape != ref.shape:
             raise CheckpointError(
-                f"{where}: tensor {key!r} has shape {tuple(got.shape)} in the checkpoint but {name!r} with the "
-                f"recorded config expects {tuple(ref.shape)}"
+                f"{where}: tensor {key!r} has shape {tuple(got.shape)} in the checkpoint but {name!r} "
+                f"with the recorded config expects {tuple(ref.shape)}"
             )
         if got.dtype != ref.dtype and not (got.is_floating_point() and ref.is_floating_point()):
             raise CheckpointError(f"{where}: tensor {key!r} has dtype {got.dtype}, expected {ref.dtype}")

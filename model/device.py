@@ -12,8 +12,8 @@ __all__ = ["select_device"]
 def select_device(prefer: str | None = None) -> torch.device:
     """The device to run on.
 
-    ``None`` or ``"auto"``: ``cuda`` when available, else ``cpu``. An explicit ``"cuda"``/``"cuda:N"`` falls back to
-    the CPU with a warning when no CUDA device is present; ``"cpu"`` is always honoured.
+    ``None`` or ``"auto"``: ``cuda`` when available, else ``cpu``. An explicit ``"cuda"``/``"cuda:N"`` falls
+    back to the CPU with a warning when no CUDA device is present; ``"cpu"`` is always honoured.
     """
     if prefer is None or prefer == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

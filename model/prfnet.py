@@ -1,44 +1,45 @@
 """PRFNet: a learned two-alternative forced-choice (2AFC) perceptual model.
 
-Paper: K. Wu, X. Jiang, R. Yu, Y. Luo, T. Jiang, X. Wu, P. Wei, "Progressive Feature Fusion Network for Enhancing
-Image Quality Assessment", arXiv:2401.06992 (CLIC perceptual model track, ranked second).
+Paper: K. Wu, X. Jiang, R. Yu, Y. Luo, T. Jiang, X. Wu, P. Wei, "Progressive Feature Fusion Network for
+Enhancing Image Quality Assessment", arXiv:2401.06992 (CLIC perceptual model track, ranked second).
 
-Given a reference ``O`` and two distorted versions ``A`` and ``B``, the network outputs P(A is closer to O than B).
+Given a reference ``O`` and two distorted versions ``A`` and ``B``, the network outputs P(A is closer to O
+than B).
 
 What follows the paper:
 
-* Feature extraction with one shared SE-Res2Net-50 (26w×4s) backbone, squeeze-and-excitation in every bottleneck,
-  applied to O, A and B; four scales (strides 4, 8, 16, 32). Built from timm's Res2Net with
+* Feature extraction with one shared SE-Res2Net-50 (26w×4s) backbone, squeeze-and-excitation in every
+  bottleneck, applied to O, A and B; four scales (strides 4, 8, 16, 32). Built from timm's Res2Net with
   ``block_args=dict(scale=4, attn_layer=SEModule)``; ImageNet Res2Net weights can initialise it
   (``pretrained=True``) and load non-strictly because timm's Res2Net weights have no SE layers.
-* A cross subtraction block at each scale: it separates the positive and the negative pair (the differences of A
-  and of B from O) and gathers them into one comparison feature map.
-* Progressive feature fusion, deepest scale to shallowest: weights computed from the deeper (already fused) map by a
-  convolution and a sigmoid, resized to the shallower map's size, multiply the shallower map element-wise
-  (Hadamard product).
+* A cross subtraction block at each scale: it separates the positive and the negative pair (the differences of
+  A and of B from O) and gathers them into one comparison feature map.
+* Progressive feature fusion, deepest scale to shallowest: weights computed from the deeper (already fused)
+  map by a convolution and a sigmoid, resized to the shallower map's size, multiply the shallower map
+  element-wise (Hadamard product).
 * Pooling and an MLP regress the fused features to one output.
 
 Our choices, where the paper is not specific or where prfeval needs more:
 
-* The cross subtraction block's exact form: one shared 1×1 convolution first projects the feature maps of O, A and
-  B to a few channels (``head_channels``); then ``|P_A - P_O|``, ``|P_B - P_O|`` (how far each image is from the
-  reference: "separate") and ``P_A - P_B`` (where the two differ) are concatenated and mixed by a 1×1 then a 3×3
-  convolution with ReLU ("gather"). Projecting before subtracting keeps the per-pair work small: the projection
-  of each image is shared by both directions of a comparison. The head uses no batch normalisation, so a pair's
-  score never depends on the other pairs in its batch.
-* The fusion gate is a 3×3 convolution on the deeper map, resized bilinearly to the shallower map's actual size,
-  so any H, W ≥ ``min_size`` works (not only multiples of 32).
+* The cross subtraction block's exact form: one shared 1×1 convolution first projects the feature maps of O, A
+  and B to a few channels (``head_channels``); then ``|P_A - P_O|``, ``|P_B - P_O|`` (how far each image is
+  from the reference: "separate") and ``P_A - P_B`` (where the two differ) are concatenated and mixed by a 1×1
+  then a 3×3 convolution with ReLU ("gather"). Projecting before subtracting keeps the per-pair work small:
+  the projection of each image is shared by both directions of a comparison. The head uses no batch
+  normalisation, so a pair's score never depends on the other pairs in its batch.
+* The fusion gate is a 3×3 convolution on the deeper map, resized bilinearly to the shallower map's actual
+  size, so any H, W ≥ ``min_size`` works (not only multiples of 32).
 * Pooling is a global average of every fused scale, concatenated; the MLP has one hidden layer.
-* Antisymmetry by construction: with ``g`` the head above, ``logit(O, A, B) = g(O, A, B) - g(O, B, A)``. The two
-  terms are two calls of the same code on batches of the same shape, so swapping A and B swaps them exactly:
-  ``logit(O, A, B) == -logit(O, B, A)`` bit for bit in eval mode, and ``p(O, A, A) == 0.5`` exactly.
-* The backbone runs once per image (:meth:`PRFNet.encode`), and :meth:`PRFNet.compare` scores any pair from cached
-  features: scoring every pair of a group of ``n`` images costs ``n + 1`` backbone passes instead of
+* Antisymmetry by construction: with ``g`` the head above, ``logit(O, A, B) = g(O, A, B) - g(O, B, A)``. The
+  two terms are two calls of the same code on batches of the same shape, so swapping A and B swaps them
+  exactly: ``logit(O, A, B) == -logit(O, B, A)`` bit for bit in eval mode, and ``p(O, A, A) == 0.5`` exactly.
+* The backbone runs once per image (:meth:`PRFNet.encode`), and :meth:`PRFNet.compare` scores any pair from
+  cached features: scoring every pair of a group of ``n`` images costs ``n + 1`` backbone passes instead of
   ``3 n (n - 1) / 2``.
 * ImageNet mean/std normalisation happens inside :meth:`PRFNet.encode`; inputs are RGB in [0, 1].
 * In training mode :meth:`PRFNet.forward` runs O, A and B through the backbone as one batch, so batch-norm
-  statistics are shared by the three images of a triplet (in eval mode each is encoded separately, which is what
-  makes the antisymmetry exact).
+  statistics are shared by the three images of a triplet (in eval mode each is encoded separately, which is
+  what makes the antisymmetry exact).
 * ``prfnet-tiny`` is not in the paper: the same design at a size for CPU demos and tests (one SE-Res2Net
   bottleneck per stage, narrow channels, a 3-layer 3×3 stem).
 """
@@ -65,16 +66,16 @@ OUTPUT = "p_a: P(A closer to O than B)"
 INPUT_RANGE = (0.0, 1.0)
 
 
-# --- building blocks -----------------------------------------------------------------------------------------------
+# --- building blocks ----------------------------------------------------------------------------------------
 
 
 class CrossSubtractBlock(nn.Module):
     """Compare a positive pair (O, A) and a negative pair (O, B) at one scale.
 
-    The feature maps of O, A and B are first projected by one shared 1×1 convolution (``in_chs`` → ``out_chs``;
-    :meth:`project`), so the subtractions and everything after them run on ``out_chs`` channels. Separate:
-    ``|P_A - P_O|`` and ``|P_B - P_O|`` measure how far each image is from the reference; gather: these and
-    ``P_A - P_B`` are concatenated and mixed by a 1×1 and a 3×3 convolution (:meth:`forward`).
+    The feature maps of O, A and B are first projected by one shared 1×1 convolution (``in_chs`` →
+    ``out_chs``; :meth:`project`), so the subtractions and everything after them run on ``out_chs`` channels.
+    Separate: ``|P_A - P_O|`` and ``|P_B - P_O|`` measure how far each image is from the reference; gather:
+    these and ``P_A - P_B`` are concatenated and mixed by a 1×1 and a 3×3 convolution (:meth:`forward`).
     """
 
     def __init__(self, in_chs: int, out_chs: int) -> None:
@@ -146,7 +147,7 @@ def _create_backbone(
     return timm.create_model(name, pretrained=load, **kwargs)
 
 
-# --- the model -----------------------------------------------------------------------------------------------------
+# --- the model ----------------------------------------------------------------------------------------------
 
 
 class PRFNet(nn.Module):
@@ -278,7 +279,7 @@ class PRFNet(nn.Module):
         return self.mlp(pooled).squeeze(1)
 
     def forward_head(self, f_o: Sequence[Tensor], f_a: Sequence[Tensor], f_b: Sequence[Tensor]) -> Tensor:
-        """The one-directional score ``g(O, A, B)`` (N,): cross subtraction, progressive fusion, pooling, MLP."""
+        """The one-way score ``g(O, A, B)`` (N,): cross subtraction, progressive fusion, pooling, MLP."""
         return self._score(self.project(f_o), self.project(f_a), self.project(f_b))
 
     def compare(self, f_o: Sequence[Tensor], f_a: Sequence[Tensor], f_b: Sequence[Tensor]) -> Tensor:
@@ -321,11 +322,12 @@ def _check_features(f_o: Sequence[Tensor], f_a: Sequence[Tensor], f_b: Sequence[
     for i, (o, a, b) in enumerate(zip(f_o, f_a, f_b, strict=True)):
         if not o.shape == a.shape == b.shape:
             raise ValueError(
-                f"feature maps of scale {i} differ in shape: {tuple(o.shape)}, {tuple(a.shape)}, {tuple(b.shape)}"
+                f"feature maps of scale {i} differ in shape: "
+                f"{tuple(o.shape)}, {tuple(a.shape)}, {tuple(b.shape)}"
             )
 
 
-# --- registered variants -------------------------------------------------------------------------------------------
+# --- registered variants ------------------------------------------------------------------------------------
 
 _CONFIGS: dict[str, dict[str, Any]] = {
     "prfnet": {
@@ -369,11 +371,11 @@ def _info(variant: str) -> dict[str, Any]:
 
 @register_model("prfnet", info=_info("prfnet"))
 def prfnet(**overrides: Any) -> PRFNet:
-    """PRFNet in the paper's configuration: SE-Res2Net-50 26w×4s backbone, four scales, 256-px patches (28.4M parameters)."""
+    """The paper's configuration: SE-Res2Net-50 26w×4s, four scales, 256-px patches (28.4M parameters)."""
     return _create_prfnet("prfnet", **overrides)
 
 
 @register_model("prfnet-tiny", info=_info("prfnet-tiny"))
 def prfnet_tiny(**overrides: Any) -> PRFNet:
-    """PRFNet's design at CPU demo size: one SE-Res2Net bottleneck per stage, 128-px patches (0.77M parameters)."""
+    """The same design at CPU demo size: one SE-Res2Net bottleneck a stage, 128-px patches (0.77M params)."""
     return _create_prfnet("prfnet-tiny", **overrides)

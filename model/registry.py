@@ -1,8 +1,8 @@
 """Model registry: a dictionary of named constructors plus the ``@register_model("name")`` decorator.
 
-The registered name is what users type (``--model prfnet-tiny``) and what lands in result files and checkpoints.
-Each entry may carry static metadata (patch size, input range, default config, ...) so :func:`model_info` can
-answer without building the model.
+The registered name is what users type (``--model prfnet-tiny``) and what lands in result files and
+checkpoints. Each entry may carry static metadata (patch size, input range, default config, ...) so
+:func:`model_info` can answer without building the model.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _REGISTRY: dict[str, _Entry] = {}
 
 
 def register_model(name: str, *, info: Mapping[str, Any] | None = None) -> Callable[[F], F]:
-    """Register ``fn(**overrides) -> nn.Module`` under ``name``; ``info`` is what :func:`model_info` returns."""
+    """Register ``fn(**overrides) -> nn.Module`` as ``name``; ``info`` is what :func:`model_info` returns."""
 
     def decorator(fn: F) -> F:
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
@@ -71,5 +71,5 @@ def model_info(name: str) -> dict[str, Any]:
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
-    """Build the registered model ``name``; keyword ``overrides`` replace its default constructor arguments."""
+    """Build the registered model ``name``; keyword ``overrides`` replace its default constructor kwargs."""
     return _entry(name).fn(**overrides)

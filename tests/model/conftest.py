@@ -1,7 +1,7 @@
 """Fixtures for the model tests.
 
-Any test taking a ``variant`` argument runs once per registered model (``list_models()``); the full-size variants
-are marked slow. ``get_model(name)`` gives each variant built once per session, seeded, in eval mode.
+Any test taking a ``variant`` argument runs once per registered model (``list_models()``); the full-size
+variants are marked slow. ``get_model(name)`` gives each variant built once per session, seeded, in eval mode.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def make_triplet(seed: int, n: int, h: int, w: int) -> Triplet:
 def _one_torch_thread():
     """Run each model test on one intra-op thread, restored afterwards.
 
-    Test suites run side by side on small machines; two OpenMP threads per process on an oversubscribed CPU spin
-    at their barriers and run many times slower than one. Results do not depend on the thread count.
+    Test suites run side by side on small machines; two OpenMP threads per process on an oversubscribed CPU
+    spin at their barriers and run many times slower than one. Results do not depend on the thread count.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -55,7 +55,7 @@ def triplet() -> Callable[[int, int, int, int], Triplet]:
 
 @pytest.fixture(scope="session")
 def get_model() -> Callable[[str], torch.nn.Module]:
-    """``get_model(name)``: the variant, built once with a fixed seed, in eval mode. Tests must not modify it."""
+    """``get_model(name)``: the variant built once with a fixed seed, in eval mode; never modified."""
     cache: dict[str, torch.nn.Module] = {}
 
     def get(name: str) -> torch.nn.Module:

@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors round trips (local and S3), the recorded sha256, and clear refusals of bad files."""
+"""Checkpoints: safetensors round trips (local and S3), the recorded sha256, clear refusals of bad files."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_file_holds_only_safetensors_and_json(tiny, tmp_path):
     assert set(header) - {"__metadata__"} == set(tiny.state_dict())
 
 
-# --- refusals ------------------------------------------------------------------------------------------------------
+# --- refusals -----------------------------------------------------------------------------------------------
 
 
 class _Payload:

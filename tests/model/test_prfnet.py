@@ -1,4 +1,4 @@
-"""PRFNet: shapes, antisymmetry, cached-feature comparison, metadata, training; for every registered variant."""
+"""PRFNet, every registered variant: shapes, antisymmetry, cached-feature comparison, metadata, training."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_forward_is_sigmoid_of_compare_of_encode(variant, get_model, triplet):
 
 
 def test_compare_on_gathered_features_matches_forward_per_triplet(variant, get_model):
-    """The pipeline's path: encode a reference group once, gather features per pair, compare all pairs at once."""
+    """The pipeline's path: encode a reference group once, gather features per pair, compare all pairs."""
     model = get_model(variant)
     g = torch.Generator().manual_seed(3)
     ref = torch.rand(1, 3, 64, 80, generator=g)
