@@ -8,6 +8,8 @@
    in one process (``executor="local"``) and as the Ray Data job (``executor="ray"``, local Ray on all CPUs);
    the Ray job is timed cold (its first run, Ray started inside the timing) and warm (Ray running, workers up),
    loop and warm Ray runs alternating, medians reported. Each run writes to a fresh folder: nothing is reused.
+   Ray starts its workers at niceness 15 by default; here they run at 0 like the loop (``RAY_worker_niceness``),
+   so a busy machine does not tilt the comparison.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ def bench_executors(names: list[str], max_side: int, spec: str, rounds: int) -> 
 
 
 def main() -> None:
+    os.environ.setdefault("RAY_worker_niceness", "0")
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -42,7 +42,12 @@ def build_parser() -> ArgumentParser:
         "--refs", required=True, help="reference images: folder/prefix URI, table, or samples:"
     )
     parser.add_argument("--codecs", required=True, metavar="SPEC", help='e.g. "jpeg:q=20,40,60 jxl:d=1,3"')
-    parser.add_argument("--output", required=True, help="output folder URI (local path or s3://...)")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="output folder URI (local path or s3://...); tasks write to it directly, so on a cluster use "
+        "an object store or a shared file system",
+    )
     parser.add_argument("--keep-bitstreams", action="store_true", help="also write the encoded bitstreams")
     parser.add_argument(
         "--max-pixels",
