@@ -1,0 +1,142 @@
+"""``leaderboard.md``: the leaderboards and BD-rates of a report document as Markdown tables.
+
+Numbers are rounded for reading (:data:`DIGITS`); ``leaderboard.json`` holds them in full. Text from the data is
+escaped: ``|`` would split a table cell, and ``<``/``>``/``&`` become entities so no Markdown renderer reads a
+codec name as HTML.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+
+# Decimal places per column kind.
+DIGITS = {"score": 4, "win_rate": 3, "bpp": 3, "bd_rate": 2}
+MISSING = "–"
+
+
+def cell(text: object) -> str:
+    """A table cell from data: HTML-escaped, pipes escaped, on one line."""
+    return html.escape(str(text), quote=False).replace("|", r"\|").replace("\r", " ").replace("\n", " ")
+
+
+def num(value: float | None, digits: int, sign: bool = False) -> str:
+    if value is None:
+        return MISSING
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def interval(low: float | None, high: float | None, digits: int) -> str:
+    if low is None or high is None:
+        return MISSING
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+LEADERBOARD_HEADER = ["rank", "item", "score", "CI", "win rate", "pairs", "refs", "images", "mean bpp"]
+BD_HEADER = ["codec", "BD-rate %", "CI", "median %", "images", "skipped", "reasons"]
+
+
+def leaderboard_rows(board: dict, esc: Callable[[object], str] = cell) -> list[list[str]]:
+    """The formatted cells of a leaderboard; ``esc`` escapes text from the data for the target format."""
+    d = DIGITS
+    return [
+        [
+            str(r["rank"]),
+            esc(r["item"]),
+            num(r["score"], d["score"], sign=True),
+            interval(r["ci_low"], r["ci_high"], d["score"]),
+            num(r["win_rate"], d["win_rate"]),
+            str(r["n_comparisons"]),
+            str(r["n_refs"]),
+            str(r["n_images"]),
+            num(r["mean_bpp"], d["bpp"]),
+        ]
+        for r in board["rows"]
+    ]
+
+
+def bd_rows(axis: dict, esc: Callable[[object], str] = cell) -> list[list[str]]:
+    """The formatted cells of a BD-rate table; ``esc`` escapes text from the data for the target format."""
+    d = DIGITS["bd_rate"]
+    return [
+        [
+            esc(r["codec"]),
+            num(r["bd_rate"], d, sign=True),
+            interval(r["ci_low"], r["ci_high"], d),
+            num(r["median"], d, sign=True),
+            str(r["n_images"]),
+            str(r["n_skipped"]),
+            esc(r["reasons"]) if r["reasons"] else "",
+        ]
+        for r in axis["rows"]
+    ]
+
+
+def summary_lines(doc: dict) -> list[str]:
+    """What was ranked and how: one paragraph, shared by the Markdown file and the demo's printout."""
+    o, c = doc["options"], doc["counts"]
+    level = f"{100 * (1 - o['alpha']):g}%"
+    items = "codecs" if o["by"] == "codec" else "codec settings"
+    return [
+        f"{c['images']} images of {c['references']} reference images, {c['pairs']} PRFNet pairs, "
+        f"{c['errors']} error rows. Items: {items}. Score: Bradley–Terry log-odds (mean 0) fitted to PRFNet's "
+        f"P(A closer to the reference) on pairs whose two images fall in the same bpp bucket; {level} intervals "
+        f"from {o['n_boot']} bootstrap resamples of reference images (seed {o['seed']}); "
+        "rank = 1 + number of items whose lower bound is above this item's upper bound.",
+    ]
+
+
+def board_markdown(board: dict, level: str) -> list[str]:
+    """One leaderboard: heading, notes and table."""
+    out = [f"## {cell(board['label'])}", ""]
+    out.append(f"{board['n_pairs']} pairs, {board['n_refs']} reference images, {board['n_images']} images.")
+    out += [f"Note: {cell(n)}" for n in board["notes"]]
+    out.append("")
+    if board["rows"]:
+        header = [h if h != "CI" else f"{level} CI" for h in LEADERBOARD_HEADER]
+        out += _table(
+            header,
+            ["---:", "---", "---:", "---", "---:", "---:", "---:", "---:", "---:"],
+            leaderboard_rows(board),
+        )
+        out.append("")
+    return out
+
+
+def render(doc: dict) -> str:
+    """The Markdown text of a report document."""
+    o = doc["options"]
+    level = f"{100 * (1 - o['alpha']):g}%"
+    run = doc.get("run") or {}
+    lines = ["# prfeval leaderboard", ""]
+    source = f"Results: `{cell(doc['results'])}`"
+    if run.get("run_id"):
+        source += f", run `{cell(run['run_id'])}`"
+    if run.get("model"):
+        source += f", model `{cell(run['model'])}`"
+    lines += [source + ".", ""]
+    lines += [*summary_lines(doc), ""]
+    lines += [f"> Warning: {cell(w)}" for w in doc["warnings"]]
+    if doc["warnings"]:
+        lines.append("")
+    for board in doc["leaderboards"]:
+        lines += board_markdown(board, level)
+    bd = doc["bd_rate"]
+    lines += [f"## BD-rate against {cell(bd['anchor'])} ({cell(bd['anchor_choice'])})", ""]
+    lines.append(
+        "Per reference image, log-rate as a PCHIP function of quality over the overlapping quality range; "
+        f"the mean over images, {level} interval from a bootstrap over images. Negative: fewer bits than the "
+        "anchor for the same quality."
+    )
+    lines.append("")
+    for axis in bd["axes"]:
+        lines += [f"### {cell(axis['label'])}", ""]
+        lines += _table(BD_HEADER, ["---", "---:", "---", "---:", "---:", "---:", "---"], bd_rows(axis))
+        lines.append("")
+    return "\n".join(lines)
