@@ -1,0 +1,468 @@
+"""`prfeval regress`: the nightly gate — did tonight's encoder build get worse than the last good one?
+
+Inputs are two ``evaluate`` results folders (``images/`` and ``run.json``), or two manifests, or one of each.
+Their images are matched on (ref_id, codec, setting); every matched pair becomes one 2AFC triplet (reference,
+candidate output, baseline output), scored by PRFNet through the same Ray actor pool as ``evaluate``
+(:func:`pipeline.evaluate.score_groups`), which also measures PSNR, MS-SSIM and bpp of both outputs again. The
+statistics and the verdict are :mod:`pipeline.regress`.
+
+Output (``--output``, default: a ``regress/`` folder next to the candidate):
+
+- ``images/``, ``pairs/``, ``errors/`` — the triplet results, in the layout of ``evaluate`` (ids prefixed
+  ``baseline:``/``candidate:``); idempotent and resumable: a rerun of the same comparison skips finished groups;
+- ``regress.md`` — the summary for humans and CI comments; ``regress.json`` — the same for machines;
+- ``run.json`` — the run (``kind: regress``, the verdict, both inputs).
+
+Exit codes: 0 no regression, 1 regression, 2 error (bad input, nothing in common, or any failure: a crash is never
+mistaken for a regression). With ``--registry`` (or ``$PRFEVAL_REGISTRY``) the run is appended to the runs
+registry (:mod:`pipeline.runs`), and ``--baseline last-good`` picks the candidate of the latest passing gate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from jobs.common import ArgumentParser, UsageError, command
+from pipeline import images as images_mod
+from pipeline import regress, results, runs, storage
+from pipeline.provenance import git_commit, new_run_id, utc_now, versions
+
+LAST_GOOD = "last-good"
+MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def build_parser() -> ArgumentParser:
+    th = regress.Thresholds()
+    p = ArgumentParser(
+        prog="prfeval regress",
+        description="Compare a candidate run with a baseline run image by image: PRFNet 2AFC on (reference, "
+        "baseline output, candidate output), rate and classic-metric changes per codec and setting, with "
+        "bootstrap intervals over references. Exit 0: no regression; 1: regression (see regress.md); 2: error.",
+        epilog="Registry: runs are recorded under --registry, or $PRFEVAL_REGISTRY when set; when neither is set "
+        "nothing is recorded and --baseline last-good is unavailable.",
+    )
+    p.add_argument(
+        "--baseline",
+        required=True,
+        help=f"baseline: evaluate results folder or manifest URI, or '{LAST_GOOD}' (from the registry)",
+    )
+    p.add_argument("--candidate", required=True, help="candidate: evaluate results folder or manifest URI")
+    p.add_argument(
+        "--output",
+        help="where triplet results, regress.md and regress.json go "
+        "(default: a regress/ folder next to the candidate)",
+    )
+    p.add_argument(
+        "--alpha", type=float, default=th.alpha, help=f"intervals at level 1 - alpha (default: {th.alpha})"
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=th.margin,
+        help=f"PRFNet regression when the P(candidate better) interval is below 0.5 - margin "
+        f"(default: {th.margin})",
+    )
+    p.add_argument(
+        "--rate-margin",
+        type=float,
+        default=th.rate_margin,
+        help=f"relative bpp increase tolerated at equal quality (default: {th.rate_margin})",
+    )
+    p.add_argument(
+        "--psnr-margin",
+        type=float,
+        default=th.psnr_margin,
+        help=f"PSNR drop in dB tolerated (default: {th.psnr_margin})",
+    )
+    p.add_argument(
+        "--ms-ssim-margin",
+        type=float,
+        default=th.ms_ssim_margin,
+        help=f"MS-SSIM drop tolerated (default: {th.ms_ssim_margin})",
+    )
+    p.add_argument(
+        "--gate",
+        default=",".join(th.gate),
+        help=f"criteria that decide the verdict, comma-separated, from {', '.join(regress.CRITERIA)}; "
+        "the others are reported as warnings (default: all)",
+    )
+    p.add_argument(
+        "--fail-on-missing",
+        action="store_true",
+        help="a baseline image missing from the candidate is a regression (default: reported only)",
+    )
+    p.add_argument(
+        "--bootstrap", type=int, default=th.n_boot, help=f"bootstrap replicates (default: {th.n_boot})"
+    )
+    p.add_argument("--seed", type=int, default=th.seed, help="bootstrap seed (default: 0)")
+    p.add_argument("--model", default="prfnet-tiny", help="registered model name (default: prfnet-tiny)")
+    p.add_argument("--checkpoint", help="checkpoint URI (safetensors); default: the packaged one for --model")
+    p.add_argument("--actors", type=int, default=1, help="scoring actors (default: 1)")
+    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor, fractional allowed")
+    p.add_argument("--cpus-per-actor", type=float, help="CPUs per actor (default: chosen from the cluster)")
+    p.add_argument("--batch-size", type=int, help="patches per model call")
+    p.add_argument("--patch", type=int, help="patch size in pixels (default: the model's)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast precision")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when present"
+    )
+    p.add_argument(
+        "--allow-root",
+        action="append",
+        dest="allow_roots",
+        metavar="PREFIX",
+        help="a location images may be read from (repeatable; default: the locations each input run "
+        "allowed, and the manifests' folders)",
+    )
+    p.add_argument(
+        "--registry", help="runs registry root URI (default: $PRFEVAL_REGISTRY; none: not recorded)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class Side:
+    """One input of the comparison: a results folder or a manifest, its images and where they may be read."""
+
+    name: str
+    uri: str
+    kind: str  # "results" | "manifest"
+    images: pd.DataFrame
+    run_id: str | None = None
+    identity: str = ""  # what the fingerprint of the comparison uses: run id or manifest hash
+    errors: int = 0
+    roots: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        return {
+            "uri": storage.display(self.uri),
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "images": len(self.images),
+            "errors": self.errors,
+        }
+
+
+def _is_results(uri: str) -> bool:
+    return storage.exists(storage.join(uri, "run.json")) or bool(
+        storage.listdir(storage.join(uri, "images"), ".parquet")
+    )
+
+
+def load_side(name: str, uri: str) -> Side:
+    """Read one input: an evaluate results folder, or a manifest (CSV/Parquet)."""
+    from pipeline.manifest import ManifestError, read_manifest
+
+    shown = storage.display(uri)
+    try:
+        if _is_results(uri):
+            run = results.read_run(uri) or {}
+            images = results.read_table(uri, "images")
+            if images.empty:
+                raise UsageError(f"{name} {shown}: the results folder has no images (images/*.parquet)")
+            config = run.get("config") or {}
+            roots = list(config.get("allow_roots") or [])
+            if not roots and config.get("manifest"):
+                roots = [storage.parent(config["manifest"])]
+            run_id = run.get("run_id") or str(images["run_id"].dropna().iloc[0])
+            return Side(
+                name,
+                uri,
+                "results",
+                images,
+                run_id=run_id,
+                identity=run_id,
+                errors=results.count_rows(uri, "errors"),
+                roots=roots,
+            )
+        if uri.lower().endswith(MANIFEST_SUFFIXES) and storage.exists(uri):
+            mf = read_manifest(uri)
+            return Side(
+                name,
+                uri,
+                "manifest",
+                mf.rows,
+                identity="sha256:" + storage.sha256_of(uri),
+                errors=len(mf.errors),
+                roots=[storage.parent(uri)],
+            )
+    except ManifestError as e:
+        raise UsageError(f"{name}: {e}") from None
+    except OSError as e:
+        raise UsageError(f"{name} {shown}: cannot read ({storage.redact(str(e))})") from None
+    raise UsageError(
+        f"{name} {shown}: neither an evaluate results folder (images/, run.json) nor a manifest (.csv/.parquet)"
+    )
+
+
+def resolve_baseline(uri: str, registry: str | None) -> str:
+    """``last-good`` -> the candidate of the latest passing regress run in the registry."""
+    if uri != LAST_GOOD:
+        return uri
+    root = runs.registry_root(registry)
+    if not root:
+        raise UsageError(f"--baseline {LAST_GOOD} needs a registry: --registry URI or ${runs.ENV_VAR}")
+    found = runs.last_good_baseline(runs.read(root))
+    if not found:
+        raise UsageError(
+            f"the registry {storage.display(root)} has no passing regress run to take a baseline from"
+        )
+    print(
+        f"baseline: last good = {found['uri']} (run {found['run_id']}, passed in {found['regress_run_id']})"
+    )
+    return found["uri"]
+
+
+def _same_content(a: str, b: str) -> bool:
+    try:
+        return storage.sha256_of(a) == storage.sha256_of(b)
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def _thresholds(args) -> regress.Thresholds:
+    gate = tuple(g.strip() for g in args.gate.split(",") if g.strip())
+    try:
+        return regress.Thresholds(
+            alpha=args.alpha,
+            margin=args.margin,
+            rate_margin=args.rate_margin,
+            psnr_margin=args.psnr_margin,
+            ms_ssim_margin=args.ms_ssim_margin,
+            gate=gate,
+            fail_on_missing=args.fail_on_missing,
+            n_boot=args.bootstrap,
+            seed=args.seed,
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _fingerprint(base: Side, cand: Side, model: str, checkpoint_id: str, patch: int) -> str:
+    key = {
+        "baseline": [storage.canonical(base.uri), base.identity],
+        "candidate": [storage.canonical(cand.uri), cand.identity],
+        "model": model,
+        "checkpoint": checkpoint_id,
+        "patch": patch,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_regress(args, argv: list[str] | None) -> regress.Report:
+    """Match, score (Ray), judge, write the outputs; returns the report."""
+    from model import UnknownModelError, model_info
+    from model.bundled import default_checkpoint
+    from pipeline.evaluate import (
+        EvaluateConfig,
+        EvaluateSummary,
+        OutputConflict,
+        ResourceError,
+        _checkpoint_id,
+        score_groups,
+    )
+    from pipeline.manifest import ManifestError
+
+    started = time.perf_counter()
+    th = _thresholds(args)
+    if args.actors < 1:
+        raise UsageError("--actors must be at least 1")
+    if args.gpus_per_actor < 0:
+        raise UsageError("--gpus-per-actor must be >= 0")
+    baseline_uri = resolve_baseline(args.baseline, args.registry)
+    base, cand = load_side(regress.BASELINE, baseline_uri), load_side(regress.CANDIDATE, args.candidate)
+    out = args.output or storage.join(storage.parent(args.candidate), "regress")
+    try:
+        matching = regress.match_runs(base.images, cand.images, same_reference=_same_content)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if matching.matched.empty:
+        c = matching.counts()
+        raise UsageError(
+            f"the runs have no image in common on (ref_id, codec, setting): {c['only_baseline']} only in the "
+            f"baseline, {c['only_candidate']} only in the candidate, {c['ref_mismatch']} reference(s) that differ"
+        )
+    if args.allow_roots:
+        roots = list(args.allow_roots)
+    else:
+        missing = [s.name for s in (base, cand) if not s.roots]
+        if missing:
+            raise UsageError(
+                f"the {' and '.join(missing)} run records no locations its images may be read "
+                "from (no run.json); pass --allow-root"
+            )
+        roots = [*base.roots, *cand.roots]
+    roots.append(out)
+    try:
+        info = model_info(args.model)
+        ecfg = EvaluateConfig(
+            manifest=args.candidate,
+            output=out,
+            model=args.model,
+            checkpoint=args.checkpoint,
+            pairs="all",
+            actors=args.actors,
+            gpus_per_actor=args.gpus_per_actor,
+            cpus_per_actor=args.cpus_per_actor,
+            batch_size=args.batch_size,
+            patch=args.patch,
+            precision=args.precision,
+            device=args.device,
+            max_pixels=images_mod.DEFAULT_MAX_PIXELS,
+            allow_roots=roots,
+            progress=not args.no_progress,
+            command=shlex.join(["prfeval", "regress", *(argv if argv is not None else sys.argv[2:])]),
+        )
+        checkpoint_id = _checkpoint_id(ecfg)
+    except (UnknownModelError, ManifestError) as e:
+        raise UsageError(str(e)) from None
+    patch = int(args.patch or info["patch_size"])
+    trained = bool(args.checkpoint or default_checkpoint(args.model))
+    fingerprint = _fingerprint(base, cand, args.model, checkpoint_id, patch)
+    previous = results.read_run(out)
+    if previous and previous.get("fingerprint") != fingerprint:
+        raise UsageError(
+            f"{storage.display(out)} holds another comparison (run {previous.get('run_id')}); choose a new --output"
+        )
+    run_id = previous["run_id"] if previous else new_run_id("regress")
+    groups = regress.build_groups(matching)
+    done = results.finished_groups(out)
+    todo = [g for g in groups if g["key"] not in done]
+    run = {
+        "run_id": run_id,
+        "kind": "regress",
+        "fingerprint": fingerprint,
+        "status": "running",
+        "started_at": (previous or {}).get("started_at") or utc_now(),
+        "finished_at": None,
+        "command": storage.redact(ecfg.command),
+        "config": {
+            **{k: (storage.display(v) if isinstance(v, str) else v) for k, v in vars(args).items()},
+            "output": storage.display(out),
+            "allow_roots": [storage.display(r) for r in roots],
+            "baseline": storage.display(baseline_uri),
+        },
+        "model": args.model,
+        "checkpoint_sha256": (previous or {}).get("checkpoint_sha256"),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "baseline": base.describe(),
+        "candidate": cand.describe(),
+        "counts": (previous or {}).get("counts", {}),
+        "verdict": None,
+    }
+    results.write_run(out, run)
+    summary = EvaluateSummary(
+        run_id=run_id,
+        output=storage.display(out),
+        groups_total=len(groups),
+        groups_skipped=len(groups) - len(todo),
+    )
+    if todo:
+        try:
+            score_groups(
+                todo,
+                ecfg,
+                run_id=run_id,
+                codec_table=None,
+                patch=patch,
+                min_size=int(info.get("min_size", 32)),
+                summary=summary,
+            )
+        except (OutputConflict, ResourceError) as e:
+            raise UsageError(str(e)) from None
+    images_t, pairs_t = results.read_table(out, "images"), results.read_table(out, "pairs")
+    scored, unscored = regress.triplets(images_t, pairs_t, matching)
+    if scored.empty:
+        raise UsageError(
+            f"no matched image could be scored; see {storage.display(storage.join(out, 'errors'))}"
+        )
+    checkpoint_sha = summary.checkpoint_sha256 or run["checkpoint_sha256"]
+    if checkpoint_sha is None and len(pairs_t):
+        checkpoint_sha = str(pairs_t["checkpoint_sha256"].dropna().iloc[0])
+    notes = _notes(args, trained, base, cand, scored, summary)
+    context = {
+        "run_id": run_id,
+        "output": storage.display(out),
+        "baseline": base.describe(),
+        "candidate": cand.describe(),
+        "model": args.model,
+        "checkpoint_sha256": checkpoint_sha,
+        "trained_model": trained,
+    }
+    report = regress.decide(scored, matching, unscored, th, context=context, notes=notes)
+    storage.write_text(storage.join(out, "regress.md"), report.to_markdown())
+    storage.write_text(storage.join(out, "regress.json"), regress.to_json(report))
+    run.update(
+        status="finished" if not summary.failed_groups else "incomplete",
+        finished_at=utc_now(),
+        checkpoint_sha256=checkpoint_sha,
+        verdict=report.verdict,
+        counts={
+            **report.counts(),
+            "groups": len(groups),
+            "groups_failed_last": len(summary.failed_groups),
+            "images": results.count_rows(out, "images"),
+            "pairs": results.count_rows(out, "pairs"),
+            "errors": results.count_rows(out, "errors"),
+            "seconds_last": round(time.perf_counter() - started, 3),
+        },
+    )
+    results.write_run(out, run)
+    runs.record(args.registry, run, results_uri=out)
+    return report
+
+
+def _notes(args, trained: bool, base: Side, cand: Side, scored: pd.DataFrame, summary) -> list[str]:
+    notes = []
+    if not trained:
+        notes.append(
+            f"PRFNet `{args.model}` runs on untrained weights (no checkpoint): P(candidate better) is about 0.5 for "
+            "every pair, so the prfnet criterion cannot detect a regression; PSNR, MS-SSIM and rate decide."
+        )
+    if scored["d_ms_ssim"].isna().all():
+        notes.append(
+            "MS-SSIM is not available (images too small for 5 scales): the ms_ssim criterion is not used."
+        )
+    if scored["log_rate"].isna().all():
+        notes.append("No rates (bytes) in the inputs: the rate and bd_rate criteria are not used.")
+    for side in (base, cand):
+        if side.errors:
+            notes.append(f"the {side.name} input recorded {side.errors} error row(s) of its own.")
+    if summary.failed_groups:
+        notes.append(f"{len(summary.failed_groups)} reference group(s) failed to score; rerun to retry them.")
+    return notes
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = run_regress(args, argv)
+    except UsageError:
+        raise
+    except Exception as e:  # a crash must exit 2, never 1 (which means "regression")
+        print(storage.redact(traceback.format_exc()), file=sys.stderr)
+        raise UsageError(f"regress failed: {type(e).__name__}: {e}") from None
+    print(report.to_markdown(max_listed=10))
+    out = report.context["output"]
+    print(f"summary: {storage.join(out, 'regress.md')}  {storage.join(out, 'regress.json')}")
+    return report.exit_code
+
+
+__all__ = ["build_parser", "load_side", "main", "run_regress"]
