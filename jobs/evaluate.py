@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, ArgumentParser, UsageError, command
+from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, ArgumentParser, UsageError, command
 from pipeline import images, pairing, storage
 
 
@@ -53,14 +53,25 @@ def build_parser() -> ArgumentParser:
         help="a location images may be read from (repeatable; default: the manifest's folder and the output)",
     )
     p.add_argument("--retry-errors", action="store_true", help="score again the groups that recorded errors")
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=900.0,
+        help="stop with a clear message when no reference group finishes for this many seconds (default: 900; "
+        "0 waits forever, e.g. for an autoscaler that is slow to bring GPUs)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+    p.add_argument(
+        "--registry",
+        help="runs registry root URI to append this run to (default: $PRFEVAL_REGISTRY; none: not kept)",
+    )
     return p
 
 
 @command
 def main(argv: list[str] | None = None) -> int:
     from model import UnknownModelError
-    from pipeline.evaluate import EvaluateConfig, OutputConflict, ResourceError, run_evaluate
+    from pipeline.evaluate import EvaluateConfig, OutputConflict, ResourceError, StalledError, run_evaluate
     from pipeline.manifest import ManifestError
 
     args = build_parser().parse_args(argv)
@@ -87,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         max_pixels=args.max_pixels,
         allow_roots=roots,
         retry_errors=args.retry_errors,
+        stall_timeout=args.stall_timeout or None,
         progress=not args.no_progress,
         command=shlex.join(["prfeval", "evaluate", *(argv if argv is not None else sys.argv[2:])]),
     )
@@ -94,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_evaluate(cfg)
     except (ManifestError, OutputConflict, ResourceError, UnknownModelError) as e:
         raise UsageError(str(e)) from None
+    except StalledError as e:
+        print(f"prfeval evaluate: stopped: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    from pipeline import results, runs
+
+    runs.record(args.registry, results.read_run(cfg.output), results_uri=cfg.output)
     print_summary(summary)
     return EXIT_ROW_ERRORS if summary.errors or summary.failed_groups else EXIT_OK
 

@@ -19,7 +19,9 @@ import hashlib
 import json
 import logging
 import math
+import queue
 import resource
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -45,6 +47,58 @@ class ResourceError(RuntimeError):
     """The cluster lacks what the run asks for (e.g. GPUs): fail fast instead of waiting forever."""
 
 
+class StalledError(RuntimeError):
+    """No reference group finished within the stall timeout (e.g. the nodes that hosted the actors are gone)."""
+
+
+def rows_with_deadline(rows, timeout: float | None, *, describe=lambda: ""):
+    """Yield from ``rows``, but raise :class:`StalledError` when no row arrives for ``timeout`` seconds.
+
+    The iterator is drained by a daemon thread, so a pipeline that waits forever for resources that will never
+    come (a removed node, no replacement) stops the run with a clear message instead of hanging silently.
+    """
+    if not timeout:
+        yield from rows
+        return
+    box: queue.Queue = queue.Queue(maxsize=64)
+    done = object()
+
+    def drain():
+        try:
+            for row in rows:
+                box.put(("row", row))
+            box.put(("end", done))
+        except BaseException as e:  # handed to the consumer, raised there
+            box.put(("error", e))
+
+    threading.Thread(target=drain, name="prfeval-results", daemon=True).start()
+    while True:
+        try:
+            kind, item = box.get(timeout=timeout)
+        except queue.Empty:
+            raise StalledError(
+                f"no reference group finished in {timeout:g} s; the cluster cannot make progress "
+                f"({describe()}). Finished groups are saved: rerun the same command to resume"
+            ) from None
+        if kind == "row":
+            yield item
+        elif kind == "error":
+            raise item
+        else:
+            return
+
+
+def _cluster_facts() -> str:
+    import ray
+
+    try:
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        res = ray.cluster_resources()
+        return f"{len(alive)} node(s) alive, {res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU"
+    except Exception:  # the facts are a courtesy; the stall itself is the message
+        return "cluster state unknown"
+
+
 @dataclass
 class EvaluateConfig:
     manifest: str
@@ -64,6 +118,7 @@ class EvaluateConfig:
     max_pixels: int | None = images.DEFAULT_MAX_PIXELS
     allow_roots: list[str] | None = None
     retry_errors: bool = False
+    stall_timeout: float | None = 900.0
     progress: bool = True
     command: str = ""
 
@@ -313,7 +368,7 @@ def score_groups(
         fn_kwargs={"output": cfg.output, "run_id": run_id, "codec_table": codec_table},
         num_cpus=0.25,
     )
-    for row in ds.iter_rows():
+    for row in rows_with_deadline(ds.iter_rows(), cfg.stall_timeout, describe=_cluster_facts):
         summary.groups_done += 1
         summary.images += row["images"]
         summary.pairs += row["pairs"]

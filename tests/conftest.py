@@ -35,14 +35,39 @@ class S3Env:
         return f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}"
 
 
+class S3Control:
+    """The session's S3 server, which a fault test may take down and bring back on the same port."""
+
+    def __init__(self):
+        from moto.server import ThreadedMotoServer
+
+        self._cls = ThreadedMotoServer
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        _host, self.port = self.server.get_host_and_port()
+
+    def restart(self, downtime: float) -> None:
+        """Stop the server, stay down ``downtime`` seconds, start again (buckets and objects are kept)."""
+        import time
+
+        self.server.stop()
+        time.sleep(downtime)
+        self.server = self._cls(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+_S3: list[S3Control] = []
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """Start moto's S3 server on 127.0.0.1 (a free port) and point the AWS environment at it."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    _host, port = server.get_host_and_port()
+    control = S3Control()
+    _S3.append(control)
+    port = control.port
     endpoint = f"http://127.0.0.1:{port}"
     env = {
         "AWS_ENDPOINT_URL": endpoint,
@@ -54,7 +79,7 @@ def s3_server():
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield endpoint
-    server.stop()
+    control.stop()
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
@@ -79,6 +104,12 @@ def s3(s3_server) -> S3Env:
         region="us-east-1",
     )
     return S3Env(endpoint=s3_server, bucket=bucket, fs=fs, arrow_fs=arrow_fs)
+
+
+@pytest.fixture
+def s3_control(s3_server) -> S3Control:
+    """Control over the session's S3 server (restart it to simulate an object-store outage)."""
+    return _S3[0]
 
 
 @pytest.fixture
