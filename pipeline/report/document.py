@@ -44,6 +44,7 @@ class ReportOptions:
     alpha: float = 0.05
     seed: int = 0
     top_disagreements: int = 6
+    figures: bool = True  # False: no matplotlib figures (a JSON/Markdown-only report, faster)
 
 
 @dataclass
@@ -171,9 +172,13 @@ def build(
                 }
             )
 
-    figures = [plots.leaderboard_intervals(boards, options.alpha)]
-    figures += [plots.rate_quality(images, axis, anchor) for axis in axes_mod.AXES if axis.column in images]
-    figures = [f for f in figures if f is not None]
+    figures = []
+    if options.figures:
+        figures.append(plots.leaderboard_intervals(boards, options.alpha))
+        figures += [
+            plots.rate_quality(images, axis, anchor) for axis in axes_mod.AXES if axis.column in images
+        ]
+        figures = [f for f in figures if f is not None]
 
     top = dis_mod.find(labelled_images, labelled_pairs, options.top_disagreements)
     crops = [dis_mod.crops(r.ref_uri, r.a_uri, r.b_uri) for r in top.itertuples()]

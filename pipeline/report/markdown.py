@@ -20,16 +20,24 @@ def cell(text: object) -> str:
     return html.escape(str(text), quote=False).replace("|", r"\|").replace("\r", " ").replace("\n", " ")
 
 
+def _round(value: float, digits: int) -> float:
+    return round(value, digits) + 0.0  # + 0.0 turns -0.0 into 0.0: no "-0.0000"
+
+
 def num(value: float | None, digits: int, sign: bool = False) -> str:
+    """A rounded number, ``–`` when missing; ``sign`` always shows + or - (except for zero)."""
     if value is None:
         return MISSING
+    value = _round(value, digits)
+    if sign and value == 0:
+        return f"{value:.{digits}f}"
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
 def interval(low: float | None, high: float | None, digits: int) -> str:
     if low is None or high is None:
         return MISSING
-    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+    return f"[{_round(low, digits):.{digits}f}, {_round(high, digits):.{digits}f}]"
 
 
 def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
@@ -137,6 +145,7 @@ def render(doc: dict) -> str:
     lines.append("")
     for axis in bd["axes"]:
         lines += [f"### {cell(axis['label'])}", ""]
-        lines += _table(BD_HEADER, ["---", "---:", "---", "---:", "---:", "---:", "---"], bd_rows(axis))
+        header = [h if h != "CI" else f"{level} CI" for h in BD_HEADER]
+        lines += _table(header, ["---", "---:", "---", "---:", "---:", "---:", "---"], bd_rows(axis))
         lines.append("")
     return "\n".join(lines)
