@@ -64,7 +64,7 @@ def _win_colour(value: float | None) -> str:
     diff = value - 0.5
     strength = min(1.0, abs(diff) * 2.0)
     rgb = "46,139,87" if diff > 0 else "205,92,92"
-    return f"rgba({rgb},{0.1 + 0.6 * strength:.3f})" if strength > 0 else "#ffffff"
+    return f"rgba({rgb},{0.7 * strength:.3f})"
 
 
 def _win_matrix(board: dict) -> str:
