@@ -96,6 +96,7 @@ def _board_doc(b: lb.Board) -> dict:
 
 
 def _resolve_anchor(requested: str | None, curves: list[str]) -> tuple[str | None, str]:
+    """The anchor codec label and how it was chosen; an unknown one lists the codecs there are."""
     if requested is None:
         return axes_mod.default_anchor(curves)
     if requested not in curves:
@@ -106,6 +107,7 @@ def _resolve_anchor(requested: str | None, curves: list[str]) -> tuple[str | Non
 
 
 def _warnings(pairs: pd.DataFrame, errors: pd.DataFrame, run: dict | None, images_outside: int) -> list[str]:
+    """What a reader must know before trusting the tables: a flat model, mixed models, failures, gaps."""
     out = []
     if len(pairs):
         dev = float(np.max(np.abs(pairs["p_a"].to_numpy(dtype=np.float64) - 0.5)))

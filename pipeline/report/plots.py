@@ -116,6 +116,7 @@ def leaderboard_intervals(boards: list[Board], alpha: float) -> Figure | None:
         ax.plot(low[has_ci], y[has_ci], "|", high[has_ci], y[has_ci], "|", color="tab:blue", markersize=8)
         ax.plot(score, y, "o", color="tab:blue", markersize=4)
         ax.axvline(0.0, color="grey", linewidth=0.8, alpha=0.6)
+        ax.set_ylim(-0.6, len(t) - 0.4)
         ax.set_yticks(y, [_plain(f"{r} {i}") for r, i in zip(t["rank"], t["item"], strict=True)], fontsize=8)
         ax.set_title(_plain(f"{b.label}: {b.n_pairs} pairs, {b.n_refs} references"), fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)
