@@ -304,11 +304,11 @@ class DevTools:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
+    def call(self, method: str, params: dict | None = None, tab: str | None = None) -> dict:
         self._next_id += 1
         message = {"id": self._next_id, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
+        if tab:
+            message["sessionId"] = tab
         os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
         while True:
             reply = self._read_message()
@@ -318,11 +318,11 @@ class DevTools:
                 return reply.get("result", {})
             self.events.append(reply)
 
-    def wait_for(self, method: str, session: str, **params) -> dict:
+    def wait_for(self, method: str, tab: str, **params) -> dict:
         def matches(event: dict) -> bool:
             return (
                 event.get("method") == method
-                and event.get("sessionId") == session
+                and event.get("sessionId") == tab
                 and all(event["params"].get(k) == v for k, v in params.items())
             )
 
@@ -335,41 +335,41 @@ class DevTools:
             if matches(event):
                 return event
 
-    def open(self, url: str, width: int = 1200) -> tuple[str, dict]:
-        """Load ``url`` in a new tab with request logging on; the session id and the page's network requests."""
+    def open(self, url: str, width: int = 1200) -> tuple[str, list[str]]:
+        """Load ``url`` in a new tab with request logging on; the tab id and the page's network requests."""
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        tab = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for method in ("Network.enable", "Page.enable", "Runtime.enable"):
-            self.call(method, session=session)
-        self.call("Page.setLifecycleEventsEnabled", {"enabled": True}, session=session)
+            self.call(method, tab=tab)
+        self.call("Page.setLifecycleEventsEnabled", {"enabled": True}, tab=tab)
         self.call(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
-            session=session,
+            tab=tab,
         )
         self.events.clear()
-        self.call("Page.navigate", {"url": url}, session=session)
-        self.wait_for("Page.loadEventFired", session)
-        self.wait_for("Page.lifecycleEvent", session, name="networkIdle")
-        return session, self.requests(session)
+        self.call("Page.navigate", {"url": url}, tab=tab)
+        self.wait_for("Page.loadEventFired", tab)
+        self.wait_for("Page.lifecycleEvent", tab, name="networkIdle")
+        return tab, self.requests(tab)
 
-    def requests(self, session: str) -> list[str]:
+    def requests(self, tab: str) -> list[str]:
         return [
             e["params"]["request"]["url"]
             for e in self.events
-            if e.get("method") == "Network.requestWillBeSent" and e.get("sessionId") == session
+            if e.get("method") == "Network.requestWillBeSent" and e.get("sessionId") == tab
         ]
 
-    def evaluate(self, session: str, expression: str):
+    def evaluate(self, tab: str, expression: str):
         result = self.call(
             "Runtime.evaluate",
             {"expression": expression, "returnByValue": True, "awaitPromise": True},
-            session,
+            tab,
         )
         return result["result"].get("value")
 
-    def screenshot(self, session: str) -> bytes:
-        height = self.evaluate(session, "document.documentElement.scrollHeight")
+    def screenshot(self, tab: str) -> bytes:
+        height = self.evaluate(tab, "document.documentElement.scrollHeight")
         shot = self.call(
             "Page.captureScreenshot",
             {
@@ -377,7 +377,7 @@ class DevTools:
                 "captureBeyondViewport": True,
                 "clip": {"x": 0, "y": 0, "width": 1200, "height": height, "scale": 1},
             },
-            session,
+            tab,
         )
         return base64.b64decode(shot["data"])
 
@@ -437,12 +437,12 @@ def test_report_renders_in_chromium_without_any_request(reported, browser, tmp_p
     assert any("fonts.example.invalid" in u for u in control_requests)
     assert any("images.example.invalid" in u for u in control_requests)
 
-    session, requests = browser.open(page_url)
+    tab, requests = browser.open(page_url)
     outside = [u for u in requests if u != page_url and not u.startswith("data:")]
     assert outside == [], f"the report page made requests: {outside}"
     assert page_url in requests
 
-    facts = browser.evaluate(session, PAGE_FACTS)
+    facts = browser.evaluate(tab, PAGE_FACTS)
     assert (
         facts["title"] == "prfeval leaderboard" and facts["h1"] == "prfeval leaderboard"
     )  # EVIL did not run
@@ -459,7 +459,7 @@ def test_report_renders_in_chromium_without_any_request(reported, browser, tmp_p
     assert len(facts["crops"]) == 3 * len(doc["disagreements"]) > 0 and all(facts["crops"])
     assert facts["bdTables"] == len(doc["bd_rate"]["axes"])
 
-    png = browser.screenshot(session)
+    png = browser.screenshot(tab)
     assert png.startswith(b"\x89PNG")
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report-chromium.png"
