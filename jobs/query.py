@@ -212,6 +212,8 @@ def _head(reader: pa.RecordBatchReader, n: int):
 def _format_table(table: pa.Table, more: bool) -> str:
     import pandas as pd
 
+    if table.column_names == ["explain_key", "explain_value"]:  # a query plan: print it as drawn
+        return "".join(f"{k}\n{v}\n" for k, v in zip(*table.to_pydict().values(), strict=True))
     df = table.to_pandas()
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 80):
         text = df.to_string(index=False) if len(df.columns) else "(no columns)"

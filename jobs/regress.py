@@ -307,7 +307,7 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
                 "from (no run.json); pass --allow-root"
             )
         roots = [*base.roots, *cand.roots]
-    roots.append(out)
+    roots = list(dict.fromkeys([*roots, out]))
     try:
         info = model_info(args.model)
         ecfg = EvaluateConfig(

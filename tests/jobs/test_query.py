@@ -103,6 +103,8 @@ def test_query_equals_pandas_across_runs_formats_and_examples(two_runs, tmp_path
     code, out, _ = q(capsys, *common, "--max-rows", "3", "SELECT dist_id, psnr FROM images ORDER BY dist_id")
     assert code == 0 and out.splitlines()[0].split() == ["dist_id", "psnr"] and "more rows" in out
     assert len(out.splitlines()) == 1 + 3 + 1
+    code, out, _ = q(capsys, *common, "EXPLAIN SELECT codec FROM images WHERE bpp > 1")
+    assert code == 0 and out.startswith("physical_plan\n") and "\\n" not in out  # the plan as drawn
 
     # every built-in example runs; three are checked against pandas
     for name in query.EXAMPLES:
