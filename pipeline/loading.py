@@ -56,7 +56,11 @@ def load_group(
     """Read the reference and its distorted images, check them, compute classic metrics, cut patches."""
     start = time.perf_counter()
     out = LoadedGroup(
-        ref_id=group["ref_id"], ref_uri=storage.display(group["ref_uri"]), key=group["key"], dists=[]
+        ref_id=group["ref_id"],
+        ref_uri=storage.display(group["ref_uri"]),
+        key=group["key"],
+        dists=[],
+        pairs_by_id=group.get("pairs"),
     )
     dists = group["dists"]
 

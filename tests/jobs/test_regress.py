@@ -272,12 +272,6 @@ def test_usage_errors_and_crashes_exit_2(tmp_path, local_manifest, capsys, monke
     assert "regress failed: RuntimeError: disk on fire" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.loading.load_group does not copy a group's 'pairs' into LoadedGroup.pairs_by_id, so "
-    "score_groups scores strategy 'all' instead of the explicit pairs; regress keeps only the requested pairs, "
-    "so its verdict is right, but the extra pairs cost time. Remove this marker once load_group carries them.",
-)
 def test_only_the_matched_pairs_are_scored(ray_local, tmp_path, local_manifest):
     manifest_uri, df = local_manifest
     out = str(tmp_path / "gate")
