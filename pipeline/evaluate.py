@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 LOAD_CPUS = 1.0  # CPUs reserved by a decode task
 
 
+def input_blocks(n_groups: int) -> int:
+    """Blocks the groups are cut into: one group per block for small runs, so decoding and scoring overlap from
+    the first group; for large manifests about eight per block, so per-task overhead stays small."""
+    return n_groups if n_groups <= 256 else max(256, n_groups // 8)
+
+
 def decode_concurrency(actors: int) -> int:
     """Decode tasks in flight: two per actor keeps every actor fed. Never equal to the actor count, on purpose:
     Ray Data fuses a task stage into the next actor stage when their sizes match, which would move image decoding
@@ -331,7 +337,8 @@ def score_groups(
     per_actor_cpus = check_resources(cfg)
     threads = max(1, math.floor(per_actor_cpus))
     ds = ray.data.from_items(
-        [{"key": g["key"], "group": json.dumps(g)} for g in groups], override_num_blocks=min(len(groups), 512)
+        [{"key": g["key"], "group": json.dumps(g)} for g in groups],
+        override_num_blocks=input_blocks(len(groups)),
     )
     ds = ds.map(
         load_stage,
