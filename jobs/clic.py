@@ -1,0 +1,275 @@
+"""`prfeval clic`: the CLIC perceptual track. Triplet CSV in, 0/1 submission CSV out, accuracy against an oracle.
+
+Scoring goes through the evaluate pipeline (:func:`pipeline.evaluate.score_groups`): one group per original, every
+image decoded and encoded once however many rows name it, each unordered pair compared once. The work folder
+(``--work``, default ``<output stem>-work`` beside the output) is an ordinary results folder (``images/``,
+``pairs/``, ``errors/``, ``run.json``), so an interrupted run resumes where it stopped.
+
+Every CSV row gets a 0/1 in the submission, as CLIC requires. A row whose images could not all be read has no
+score: it is written with ``T = 0`` (A closer, the tie rule), listed in ``errors/clic-rows.parquet`` and on
+stderr, and the command exits 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, ArgumentParser, UsageError, command
+from pipeline import clic, images, storage
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog="prfeval clic",
+        description="CLIC perceptual-track mode: score every triplet of a CLIC CSV (OriginalFile,FileA,FileB) "
+        "with PRFNet and write the 4-column submission (T = 0 when A is closer) in the same row order; with "
+        "--oracle, print the accuracy as CLIC counts it (matches / rows).",
+    )
+    p.add_argument("--csv", required=True, help="CLIC triplet CSV (no header: OriginalFile,FileA,FileB[,T])")
+    p.add_argument("--images", required=True, help="folder holding the files the CSV names")
+    p.add_argument("--originals", help="folder of the original images (default: --images)")
+    p.add_argument("--output", required=True, help="submission CSV to write (local path or s3://...)")
+    p.add_argument("--oracle", help="CLIC oracle CSV (OriginalFile,FileA,FileB,T): print the accuracy")
+    p.add_argument("--work", help="work folder for the scored pairs (default: <output stem>-work beside it)")
+    p.add_argument("--model", default="prfnet-tiny", help="registered model name (default: prfnet-tiny)")
+    p.add_argument("--checkpoint", help="checkpoint URI (safetensors); default: the packaged one for --model")
+    p.add_argument("--actors", type=int, default=1, help="scoring actors (default: 1)")
+    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor, fractional allowed")
+    p.add_argument("--cpus-per-actor", type=float, help="CPUs reserved per actor (default: from the cluster)")
+    p.add_argument("--batch-size", type=int, help="patches per model call (default: 16 on CPU, 128 on CUDA)")
+    p.add_argument("--patch", type=int, help="patch size in pixels (default: the model's)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast precision")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when present"
+    )
+    p.add_argument(
+        "--retry-errors", action="store_true", help="score again the originals that recorded errors"
+    )
+    p.add_argument(
+        "--stall-timeout", type=float, default=900.0, help="stop when no original finishes for this long (s)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+    return p
+
+
+def default_work(output: str) -> str:
+    stem = os.path.splitext(os.path.basename(output.rstrip("/")))[0] or "clic"
+    return storage.join(storage.parent(output), f"{stem}-work")
+
+
+def _fingerprint(args, checkpoint_id: str, patch: int) -> str:
+    key = {
+        "csv": storage.canonical(args.csv),
+        "images": storage.canonical(args.images),
+        "originals": storage.canonical(args.originals or args.images),
+        "model": args.model,
+        "checkpoint": checkpoint_id,
+        "patch": patch,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _unscored_rows(triplets: pd.DataFrame, p: np.ndarray, errors: pd.DataFrame, run_id: str) -> list[dict]:
+    """An errors-table row per CSV row without a score, with the reason its images gave."""
+    reasons: dict[tuple[str, str], str] = {}
+    for r in errors.itertuples(index=False):
+        if r.ref_id is not None:
+            reasons.setdefault((r.ref_id, r.dist_id or ""), f"{r.error}: {r.message}")
+    rows = []
+    lines = triplets.attrs.get("lines") or list(range(1, len(triplets) + 1))
+    for i in np.flatnonzero(np.isnan(p)):
+        o, a, b = triplets.iloc[i][list(clic.COLUMNS)]
+        why = [reasons[k] for k in ((o, a), (o, b)) if k in reasons]
+        why = why or [v for (ref, _), v in reasons.items() if ref == o][:1] or ["not scored"]
+        rows.append(
+            {
+                "run_id": run_id,
+                "stage": "clic",
+                "ref_id": o,
+                "dist_id": None,
+                "uri": None,
+                "error": "unscored_row",
+                "message": f"CSV line {lines[i]} ({o},{a},{b}): written as T=0 without a score; {why[0]}",
+            }
+        )
+    return rows
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    from model import UnknownModelError, model_info
+    from pipeline import results
+    from pipeline.evaluate import (
+        EvaluateConfig,
+        EvaluateSummary,
+        ResourceError,
+        StalledError,
+        _checkpoint_id,
+        score_groups,
+    )
+    from pipeline.manifest import ManifestError
+    from pipeline.provenance import git_commit, new_run_id, utc_now, versions
+
+    started = time.perf_counter()
+    args = build_parser().parse_args(argv)
+    if args.actors < 1:
+        raise UsageError("--actors must be at least 1")
+    if args.gpus_per_actor < 0:
+        raise UsageError("--gpus-per-actor must be >= 0")
+    try:
+        triplets = clic.read_csv(args.csv)
+        oracle = clic.read_csv(args.oracle, labelled=True) if args.oracle else None
+    except clic.ClicFormatError as e:
+        raise UsageError(str(e)) from None
+    work = args.work or default_work(args.output)
+    originals = args.originals or args.images
+    cfg = EvaluateConfig(
+        manifest=args.csv,
+        output=work,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        pairs="all",
+        actors=args.actors,
+        gpus_per_actor=args.gpus_per_actor,
+        cpus_per_actor=args.cpus_per_actor,
+        batch_size=args.batch_size,
+        patch=args.patch,
+        precision=args.precision,
+        device=args.device,
+        max_pixels=images.DEFAULT_MAX_PIXELS,
+        allow_roots=[args.images, originals, work],
+        stall_timeout=args.stall_timeout or None,
+        progress=not args.no_progress,
+        command=shlex.join(["prfeval", "clic", *(argv if argv is not None else sys.argv[2:])]),
+    )
+    try:
+        info = model_info(args.model)
+        checkpoint_id = _checkpoint_id(cfg)
+    except (UnknownModelError, ManifestError) as e:
+        raise UsageError(str(e)) from None
+    patch = int(args.patch or info["patch_size"])
+    fingerprint = _fingerprint(args, checkpoint_id, patch)
+    previous = results.read_run(work)
+    if previous and previous.get("fingerprint") != fingerprint:
+        raise UsageError(
+            f"{storage.display(work)} holds scores of another CSV, image folder or model (run "
+            f"{previous.get('run_id')}); choose another --work"
+        )
+    run_id = previous["run_id"] if previous else new_run_id("clic")
+    groups = clic.build_groups(triplets, args.images, originals)
+    done = results.finished_groups(work)
+    if args.retry_errors:
+        done -= {
+            u.rsplit("/", 1)[-1].removesuffix(".parquet")
+            for u in storage.listdir(storage.join(work, "errors"), ".parquet")
+        }
+    todo = [g for g in groups if g["key"] not in done]
+    n_images = sum(len(g["dists"]) for g in groups)
+    n_pairs = sum(len(g["pairs"]) for g in groups)
+    print(
+        f"{len(triplets)} rows: {len(groups)} originals, {n_images} distinct images, {n_pairs} distinct pairs "
+        f"to score ({len(groups) - len(todo)} originals already scored in {storage.display(work)})"
+    )
+    run = {
+        "run_id": run_id,
+        "kind": "clic",
+        "fingerprint": fingerprint,
+        "status": "running",
+        "started_at": (previous or {}).get("started_at") or utc_now(),
+        "finished_at": None,
+        "command": storage.redact(cfg.command),
+        "config": {k: (storage.display(v) if isinstance(v, str) else v) for k, v in vars(args).items()},
+        "model": args.model,
+        "checkpoint_sha256": checkpoint_id if checkpoint_id != "untrained-seed0" else None,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "counts": (previous or {}).get("counts", {}),
+    }
+    results.write_run(work, run)
+    summary = EvaluateSummary(
+        run_id=run_id,
+        output=storage.display(work),
+        groups_total=len(groups),
+        groups_skipped=len(groups) - len(todo),
+    )
+    if todo:
+        try:
+            score_groups(
+                todo,
+                cfg,
+                run_id=run_id,
+                codec_table=None,
+                patch=patch,
+                min_size=int(info.get("min_size", 32)),
+                summary=summary,
+            )
+        except ResourceError as e:
+            raise UsageError(str(e)) from None
+        except StalledError as e:
+            print(f"prfeval clic: stopped: {e}", file=sys.stderr)
+            return EXIT_USAGE
+
+    pairs = results.read_table(work, "pairs")
+    p = clic.row_probabilities(triplets, pairs)
+    t = clic.decide(p)
+    storage.write_text(args.output, clic.submission_text(triplets, t))
+    predictions = triplets[list(clic.COLUMNS)].assign(p_a=p, t=t)
+    storage.write_text(storage.join(work, "predictions.csv"), predictions.to_csv(index=False))
+    unscored = _unscored_rows(triplets, p, results.read_table(work, "errors"), run_id)
+    results.write_errors(work, "clic-rows", unscored, run_id)
+    print(
+        f"submission: {storage.display(args.output)}  ({len(triplets)} rows, {int((t == 0).sum())} with T=0)"
+    )
+
+    score = None
+    if oracle is not None:
+        submission = triplets[list(clic.COLUMNS)].assign(t=t)
+        try:
+            score = clic.accuracy(submission, oracle)
+        except clic.ClicFormatError as e:
+            raise UsageError(f"--oracle: {e}") from None
+        print(clic.format_score(score))
+        storage.write_text(
+            storage.join(work, "accuracy.json"), json.dumps(score.to_dict(), indent=2, default=float)
+        )
+    sha = run["checkpoint_sha256"] or (
+        str(pairs["checkpoint_sha256"].dropna().iloc[0]) if len(pairs) else None
+    )
+    print(f"model {args.model}, checkpoint sha256 {sha}; scores in {storage.display(work)}")
+    run.update(
+        status="finished" if not summary.failed_groups else "incomplete",
+        finished_at=utc_now(),
+        checkpoint_sha256=sha,
+        counts={
+            "rows": len(triplets),
+            "originals": len(groups),
+            "images": n_images,
+            "pairs": n_pairs,
+            "pairs_scored": len(pairs),
+            "unscored_rows": len(unscored),
+            "errors": results.count_rows(work, "errors"),
+            "seconds_last": round(time.perf_counter() - started, 3),
+        },
+        accuracy=None
+        if score is None
+        else {"accuracy": score.accuracy, "rows": score.rows, "accuracy_distinct": score.accuracy_distinct},
+    )
+    results.write_run(work, run)
+    if unscored:
+        for row in unscored[:10]:
+            print(f"prfeval clic: {row['message']}", file=sys.stderr)
+        more = f" ({len(unscored) - 10} more)" if len(unscored) > 10 else ""
+        print(
+            f"{len(unscored)} row(s) without a score{more}: see {storage.display(storage.join(work, 'errors'))}",
+            file=sys.stderr,
+        )
+        return EXIT_ROW_ERRORS
+    return EXIT_OK

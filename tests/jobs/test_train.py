@@ -1,0 +1,193 @@
+"""`prfeval train` end to end on Ray Train: 2 CPU workers, a generated 2AFC set with a learnable rule, S3 output.
+
+The rule: of two noisy versions of a smooth random texture, the less noisy one is closer; labels are soft (0.9 or
+0.1, as if 90% of raters agreed). Three of the twelve textures are held out.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from jobs import train as train_job
+from model import load_checkpoint
+from pipeline import images, storage
+from pipeline.training import metrics, validate
+from pipeline.training.triplets import read_triplets
+
+NOISE = (3.0, 9.0, 20.0, 40.0)
+HOLDOUT = "tex09,tex10,tex11"
+
+
+def texture(seed: int, size: int = 80) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    x = gaussian_filter(rng.normal(size=(size, size, 3)), sigma=(3, 3, 0))
+    x = (x - x.min()) / (x.max() - x.min())
+    return np.clip(np.rint(30 + 195 * x), 0, 255).astype(np.uint8)
+
+
+def make_set(base: str, n_refs: int = 12) -> str:
+    """References, noisy versions and a CSV table (relative URIs) under ``base``; returns the table URI."""
+    rows = []
+    for i in range(n_refs):
+        ref_id = f"tex{i:02d}"
+        ref = texture(i)
+        storage.write_bytes(storage.join(base, ref_id, "ref.png"), images.encode_png(ref))
+        rng = np.random.default_rng(1000 + i)
+        for k, sigma in enumerate(NOISE):
+            noisy = np.clip(np.rint(ref + rng.normal(0, sigma, ref.shape)), 0, 255).astype(np.uint8)
+            storage.write_bytes(storage.join(base, ref_id, f"n{k}.png"), images.encode_png(noisy))
+        for a in range(len(NOISE)):
+            for b in range(a + 1, len(NOISE)):
+                x, y = (a, b) if (i + a + b) % 2 else (b, a)
+                rows.append(
+                    {
+                        "ref_id": ref_id,
+                        "ref_uri": f"{ref_id}/ref.png",
+                        "a_uri": f"{ref_id}/n{x}.png",
+                        "b_uri": f"{ref_id}/n{y}.png",
+                        "label": 0.9 if x < y else 0.1,
+                        "family": "noise",
+                    }
+                )
+    uri = storage.join(base, "triplets.csv")
+    storage.write_text(uri, pd.DataFrame(rows).to_csv(index=False))
+    return uri
+
+
+def s3_keys(s3, prefix: str) -> set[str]:
+    return {k.split(f"{s3.bucket}/", 1)[1] for k in s3.fs.find(f"{s3.bucket}/{prefix}")}
+
+
+def argv(triplets: str, output: str, tmp_path, *extra: str) -> list[str]:
+    return [
+        "--triplets",
+        triplets,
+        "--output",
+        output,
+        "--model",
+        "prfnet-tiny",
+        "--workers",
+        "2",
+        "--crop",
+        "64",
+        "--crops-per-triplet",
+        "4",
+        "--batch-size",
+        "8",
+        "--lr",
+        "3e-3",
+        "--warmup-steps",
+        "5",
+        "--holdout",
+        HOLDOUT,
+        "--ray-storage",
+        str(tmp_path / "ray"),
+        "--log-every",
+        "5",
+        *extra,
+    ]
+
+
+def heldout_accuracy(checkpoint: str, triplets: str, seed: int | None = None) -> dict:
+    """The held-out metrics of a checkpoint (or of untrained weights with ``seed``), computed here, not by train."""
+    from model import create_model
+
+    df = read_triplets(triplets)
+    df = df[df["ref_id"].isin(HOLDOUT.split(","))].reset_index(drop=True)
+    if seed is None:
+        net = load_checkpoint(checkpoint).model
+    else:
+        torch.manual_seed(seed)
+        net = create_model("prfnet-tiny").eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        logits = validate.score_frame(net, df)
+    finally:
+        torch.set_num_threads(threads)
+    return metrics.summarize(df.assign(logit=[logits[i] for i in range(len(df))]))
+
+
+@pytest.mark.slow
+def test_training_learns_the_rule_writes_s3_checkpoints_and_resumes(ray_local, s3, tmp_path, capsys):
+    triplets = make_set(s3.uri("data"))
+    out = s3.uri("run")
+
+    assert train_job.main(argv(triplets, out, tmp_path, "--epochs", "2")) == 0
+    printed = capsys.readouterr().out
+    run = json.loads(storage.read_text(storage.join(out, "train.json")))
+    assert run["epochs_done"] == 2 and [h["epoch"] for h in run["history"]] == [1, 2]
+    assert run["data"]["validation"]["reference_ids"] == HOLDOUT.split(",")
+    assert run["data"]["validation"]["triplets"] == 18 and run["data"]["train"]["triplets"] == 54
+    assert run["data"]["label_kind"] == "soft"
+    assert "epoch 2/2: train loss" in printed and "held-out validation" in printed
+
+    # held-out accuracy well above chance, and the run reports what an independent scoring of its checkpoint gives
+    final = storage.join(out, "prfnet-tiny.safetensors")
+    measured = heldout_accuracy(final, triplets)
+    untrained = heldout_accuracy(final, triplets, seed=0)
+    assert measured["accuracy"] >= 0.85
+    assert measured["bce"] < untrained["bce"] - 0.05
+    reported = run["history"][-1]["validation"]
+    assert reported["accuracy"] == pytest.approx(measured["accuracy"], abs=1e-9)
+    assert reported["bce"] == pytest.approx(measured["bce"], rel=1e-4)
+    assert f"held-out accuracy {measured['accuracy']:.4f}" in printed
+
+    # checkpoints land in S3: one per epoch with the optimizer state, and the latest as <model>.safetensors
+    keys = s3_keys(s3, "run")
+    for epoch in (1, 2):
+        assert f"run/checkpoints/epoch-{epoch:04d}.safetensors" in keys
+        assert f"run/checkpoints/epoch-{epoch:04d}.optim.safetensors" in keys
+    assert {"run/train.json", "run/triplets.parquet", "run/prfnet-tiny.safetensors"} <= keys
+    ck = load_checkpoint(final, expected_model="prfnet-tiny")
+    assert ck.metadata["epoch"] == 2 and ck.sha256 == run["latest"]["sha256"]
+    assert ck.metadata["data"]["source"] == storage.display(triplets)
+    assert ck.metadata["validation"]["accuracy"] == reported["accuracy"]
+    first = storage.sha256_of(storage.join(out, "checkpoints", "epoch-0001.safetensors"))
+
+    # without --resume the run folder is refused; with other settings --resume is refused
+    assert train_job.main(argv(triplets, out, tmp_path, "--epochs", "3")) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert train_job.main([*argv(triplets, out, tmp_path, "--epochs", "3", "--resume"), "--lr", "1e-2"]) == 2
+    assert "lr differ" in capsys.readouterr().err
+
+    # --resume continues the epoch count from the last checkpoint
+    assert train_job.main(argv(triplets, out, tmp_path, "--epochs", "3", "--resume")) == 0
+    printed = capsys.readouterr().out
+    assert "2 epoch(s) done, continuing to 3" in printed
+    resumed = json.loads(storage.read_text(storage.join(out, "train.json")))
+    assert resumed["run_id"] == run["run_id"]
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert [h["sha256"] for h in resumed["history"][:2]] == [h["sha256"] for h in run["history"]]
+    assert "run/checkpoints/epoch-0003.safetensors" in s3_keys(s3, "run")
+    assert storage.sha256_of(storage.join(out, "checkpoints", "epoch-0001.safetensors")) == first
+    assert load_checkpoint(final).metadata["epoch"] == 3
+    assert resumed["history"][-1]["validation"]["accuracy"] >= 0.85
+
+    # asking for epochs already done does nothing
+    assert train_job.main(argv(triplets, out, tmp_path, "--epochs", "3", "--resume")) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    triplets = make_set(str(tmp_path / "data"), n_refs=3)
+    out = str(tmp_path / "run")
+    base = ["--output", out, "--model", "prfnet-tiny", "--ray-storage", str(tmp_path / "ray")]
+    assert train_job.main(["--triplets", str(tmp_path / "none.csv"), *base]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert train_job.main(["--triplets", triplets, *base, "--holdout", "tex1"]) == 2
+    assert "did you mean 'tex01'" in capsys.readouterr().err
+    assert train_job.main(["--triplets", triplets, *base, "--model", "prfnet-tinny"]) == 2
+    assert "prfnet-tiny" in capsys.readouterr().err
+    assert train_job.main(["--triplets", triplets, *base, "--pretrained"]) == 2
+    assert "ImageNet weights exist only for the unmodified" in capsys.readouterr().err
+    assert train_job.main(["--triplets", triplets, *base, "--workers", "0"]) == 2
+    assert train_job.main(["--triplets", triplets, *base, "--label-smoothing", "1"]) == 2
+    assert not storage.exists(storage.join(out, "train.json"))
