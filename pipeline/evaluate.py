@@ -128,19 +128,6 @@ class EvaluateConfig:
     progress: bool = True
     command: str = ""
 
-    def fingerprint(self, checkpoint_id: str) -> str:
-        """What makes two runs' rows comparable: same inputs, model, weights, pairing and patching."""
-        key = {
-            "manifest": storage.canonical(self.manifest),
-            "codecs": self.codecs and storage.canonical(self.codecs),
-            "model": self.model,
-            "checkpoint": checkpoint_id,
-            "pairs": self.pairs,
-            "match_tolerance": self.match_tolerance if self.pairs == "matched" else None,
-            "patch": self.patch,
-        }
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-
 
 @dataclass
 class EvaluateSummary:
@@ -272,12 +259,15 @@ def write_stage(row: dict, *, output: str, run_id: str, codec_table) -> dict:
 # ---------------------------------------------------------------- driver
 
 
+UNTRAINED = "untrained-seed0"  # the checkpoint id of randomly initialised weights
+
+
 def _checkpoint_id(cfg: EvaluateConfig) -> str:
     from model.bundled import default_checkpoint
 
     uri = cfg.checkpoint or default_checkpoint(cfg.model)
     if not uri:
-        return "untrained-seed0"
+        return UNTRAINED
     try:
         return storage.sha256_of(uri)
     except FileNotFoundError:
@@ -387,63 +377,81 @@ def score_groups(
     return summary
 
 
-def run_evaluate(cfg: EvaluateConfig) -> EvaluateSummary:
-    """Score a manifest into ``cfg.output``; resumable, idempotent per reference group."""
+def _config_record(cfg: EvaluateConfig) -> dict:
+    """The run's configuration as recorded in run.json: URIs without credentials, no command line."""
+    return {
+        k: (storage.display(v) if isinstance(v, str) else v) for k, v in asdict(cfg).items() if k != "command"
+    }
+
+
+def run_groups(
+    groups: list[dict],
+    cfg: EvaluateConfig,
+    *,
+    kind: str,
+    identity: dict,
+    codec_table=None,
+    errors: list[dict] | None = None,
+    run_fields: dict | None = None,
+) -> tuple[EvaluateSummary, dict]:
+    """Score ``groups`` into ``cfg.output`` resumably; the one driver of `evaluate`, `regress` and `clic`.
+
+    ``identity`` says what makes two runs' rows comparable (inputs, pairing); with the model, the checkpoint's
+    sha256 and the patch size it forms the run's fingerprint. An output holding another fingerprint is refused
+    (:class:`OutputConflict`); one holding the same is resumed under the same run id, skipping the groups already
+    finished. ``errors`` (rows that belong to no group, e.g. manifest rows) are written once. ``run.json`` is
+    written at the start (status ``running``) and at the end, with ``run_fields`` merged in. Returns the summary
+    and the run record.
+    """
     from model import model_info
 
     started = time.perf_counter()
     info = model_info(cfg.model)
     patch = int(cfg.patch or info["patch_size"])
-    if cfg.pairs not in pairing.STRATEGIES:
-        raise manifest.ManifestError(f"--pairs must be one of {', '.join(pairing.STRATEGIES)}")
-    mf = manifest.read_manifest(cfg.manifest)
-    codec_table = manifest.read_codec_table(cfg.codecs) if cfg.codecs else None
     checkpoint_id = _checkpoint_id(cfg)
-    fingerprint = cfg.fingerprint(checkpoint_id)
+    key = {**identity, "model": cfg.model, "checkpoint": checkpoint_id, "patch": patch}
+    fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     previous = results.read_run(cfg.output)
     if previous and previous.get("fingerprint") != fingerprint:
         raise OutputConflict(
             f"{storage.display(cfg.output)} holds results of another configuration (run {previous.get('run_id')}); "
             "write to a new --output"
         )
-    run_id = previous["run_id"] if previous else new_run_id()
-    all_groups = manifest.groups(mf)
+    run_id = previous["run_id"] if previous else new_run_id(kind if kind != "evaluate" else "run")
     done = results.finished_groups(cfg.output)
     if cfg.retry_errors:
         with_errors = {u.rsplit("/", 1)[-1].removesuffix(".parquet")
                        for u in storage.listdir(storage.join(cfg.output, "errors"), ".parquet")}  # fmt: skip
         done -= with_errors
-    todo = [g for g in all_groups if g["key"] not in done]
-    summary = EvaluateSummary(run_id=run_id, output=storage.display(cfg.output), groups_total=len(all_groups),
-                              groups_skipped=len(all_groups) - len(todo))  # fmt: skip
-    results.write_errors(cfg.output, "manifest", mf.errors, run_id)
-    summary.errors += len(mf.errors)
+    todo = [g for g in groups if g["key"] not in done]
+    summary = EvaluateSummary(run_id=run_id, output=storage.display(cfg.output), groups_total=len(groups),
+                              groups_skipped=len(groups) - len(todo))  # fmt: skip
+    if errors:
+        results.write_errors(cfg.output, "input", errors, run_id)
+        summary.errors += len(errors)
     run = {
         "run_id": run_id,
+        "kind": kind,
         "fingerprint": fingerprint,
         "status": "running",
         "started_at": (previous or {}).get("started_at") or utc_now(),
         "finished_at": None,
         "command": storage.redact(cfg.command),
-        "config": {
-            k: (storage.display(v) if isinstance(v, str) else v)
-            for k, v in asdict(cfg).items()
-            if k != "command"
-        },
+        "config": _config_record(cfg),
         "model": cfg.model,
-        "checkpoint_sha256": checkpoint_id if checkpoint_id != "untrained-seed0" else None,
+        "checkpoint_sha256": checkpoint_id if checkpoint_id != UNTRAINED else None,
         "versions": versions(),
         "git_commit": git_commit(),
         "counts": (previous or {}).get("counts", {}),
+        **(run_fields or {}),
     }
     results.write_run(cfg.output, run)
-
     if todo:
         score_groups(todo, cfg, run_id=run_id, codec_table=codec_table, patch=patch,
                      min_size=int(info.get("min_size", 32)), summary=summary)  # fmt: skip
     summary.seconds = time.perf_counter() - started
     run["counts"] = {
-        "groups": len(all_groups),
+        "groups": len(groups),
         "groups_scored_last": summary.groups_done,
         "groups_failed_last": len(summary.failed_groups),
         "images": results.count_rows(cfg.output, "images"),
@@ -455,4 +463,21 @@ def run_evaluate(cfg: EvaluateConfig) -> EvaluateSummary:
     run["status"] = "finished" if not summary.failed_groups else "incomplete"
     run["finished_at"] = utc_now()
     results.write_run(cfg.output, run)
+    return summary, run
+
+
+def run_evaluate(cfg: EvaluateConfig) -> EvaluateSummary:
+    """Score a manifest into ``cfg.output``; resumable, idempotent per reference group."""
+    if cfg.pairs not in pairing.STRATEGIES:
+        raise manifest.ManifestError(f"--pairs must be one of {', '.join(pairing.STRATEGIES)}")
+    mf = manifest.read_manifest(cfg.manifest)
+    codec_table = manifest.read_codec_table(cfg.codecs) if cfg.codecs else None
+    identity = {
+        "manifest": storage.canonical(cfg.manifest),
+        "codecs": cfg.codecs and storage.canonical(cfg.codecs),
+        "pairs": cfg.pairs,
+        "match_tolerance": cfg.match_tolerance if cfg.pairs == "matched" else None,
+    }
+    summary, _ = run_groups(manifest.groups(mf), cfg, kind="evaluate", identity=identity,
+                            codec_table=codec_table, errors=mf.errors)  # fmt: skip
     return summary
