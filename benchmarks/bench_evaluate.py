@@ -76,20 +76,23 @@ def photo_manifest(folder: str, groups: int, side: int, qualities=(10, 25, 45, 7
     return uri
 
 
-def tiny_manifest(folder: str, groups: int) -> str:
-    """``groups`` reference groups of two 32x32 distorted images each, all reading the same three small files."""
+def tiny_manifest(folder: str, groups: int, per_group: int = 10) -> str:
+    """``groups`` reference groups of ``per_group`` 32x32 distorted images, all reading a few small files."""
     rng = np.random.default_rng(0)
     ref = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     os.makedirs(folder, exist_ok=True)
-    for name, img in (("ref", ref), ("a", ref // 2), ("b", 255 - ref)):
+    imgs = {"ref": ref}
+    for k in range(per_group):
+        imgs[f"d{k}"] = np.clip(ref + rng.normal(0, 4 + 3 * k, ref.shape), 0, 255).astype(np.uint8)
+    for name, img in imgs.items():
         with open(os.path.join(folder, f"{name}.png"), "wb") as f:
             f.write(_png(img))
     df = pd.DataFrame(
         {
-            "ref_id": np.repeat([f"r{g}" for g in range(groups)], 2),
+            "ref_id": np.repeat([f"r{g}" for g in range(groups)], per_group),
             "ref_uri": "ref.png",
-            "dist_id": [f"r{g}-{s}" for g in range(groups) for s in "ab"],
-            "dist_uri": [f"{s}.png" for _ in range(groups) for s in "ab"],
+            "dist_id": [f"r{g}-{k}" for g in range(groups) for k in range(per_group)],
+            "dist_uri": [f"d{k}.png" for _ in range(groups) for k in range(per_group)],
             "codec": "x",
             "bytes": 100,
         }
@@ -192,7 +195,7 @@ def main() -> None:
               f"ratio to 1 actor {t1 / t2:.2f}x")  # fmt: skip
         if args.skip_memory:
             return
-        print("\n== memory (peak RSS, MiB) for tiny groups of 2 images (1 pair each), one process per size")
+        print("\n== memory (peak RSS, MiB): groups of 10 tiny images (45 pairs each), one process per size")
         for n in args.memory_groups:
             subprocess.run(
                 [sys.executable, __file__, "--model", args.model, "--memory-run", str(n)], check=True
