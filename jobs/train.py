@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from jobs.common import EXIT_OK, ArgumentParser, UsageError, command
+from jobs.common import EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError, command
 from pipeline import storage
 from pipeline.training.metrics import DEFAULT_BUCKETS
 
@@ -21,9 +21,9 @@ triplet inputs:
 outputs under --output: train.json (config, split, per-epoch metrics), triplets.parquet,
   checkpoints/epoch-NNNN.safetensors (+ .optim.safetensors), MODEL.safetensors (the latest epoch)
 
-The shipped prfnet-tiny checkpoint is reproduced by:
-  prfeval train --triplets synthetic:samples --model prfnet-tiny --holdout chelsea,rocket \\
-      --epochs 6 --crops-per-triplet 4 --batch-size 16 --lr 2e-3 --workers 2 --output OUT
+The shipped prfnet-tiny checkpoint is reproduced by (docs/model-card-prfnet-tiny.md):
+  prfeval train --triplets synthetic:samples --model prfnet-tiny --holdout chelsea,rocket --epochs 4 \\
+      --batch-size 16 --lr 2e-3 --label-smoothing 0.2 --workers 2 --output prfnet-tiny-train
 """
 
 
@@ -104,7 +104,7 @@ def build_parser() -> ArgumentParser:
 @command
 def main(argv: list[str] | None = None) -> int:
     from pipeline.training.config import TrainConfig
-    from pipeline.training.run import TrainInputError, run_training
+    from pipeline.training.run import TrainFailed, TrainInputError, run_training
 
     args = build_parser().parse_args(argv)
     positive = {
@@ -156,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_training(cfg, resume=args.resume)
     except TrainInputError as e:
         raise UsageError(str(e)) from None
+    except TrainFailed as e:
+        print(f"prfeval train: training failed: {e}", file=sys.stderr)
+        print(
+            f"finished epochs are saved in {storage.display(args.output)}; fix the cause and rerun with --resume",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     val = summary.validation
     acc = "n/a" if not val or val.get("accuracy") is None else f"{val['accuracy']:.4f}"
     print(

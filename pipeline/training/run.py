@@ -34,6 +34,10 @@ class TrainInputError(ValueError):
     """Input, options or an output folder that the run cannot use (a usage error)."""
 
 
+class TrainFailed(RuntimeError):
+    """The workers failed (after ``max_failures`` restarts); finished epochs are saved and ``--resume`` continues."""
+
+
 @dataclass
 class TrainSummary:
     run_id: str
@@ -179,11 +183,20 @@ def _print_new_epochs(cfg: TrainConfig, shown: set[int], log: Callable[[str], No
             log("held-out validation:\n" + metrics.table(h["validation"]))
 
 
+def _absolute_paths(cfg: TrainConfig) -> None:
+    """Local paths made absolute: the workers run in folders of their own, and on other machines."""
+    for name in ("output", "images", "originals", "pretrained_file", "ray_storage", "triplets"):
+        uri = getattr(cfg, name)
+        if uri and storage.is_local(uri) and not (name == "triplets" and synthetic.is_synthetic_uri(uri)):
+            setattr(cfg, name, storage.canonical(uri))
+
+
 def run_training(
     cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print
 ) -> TrainSummary:
     """Train ``cfg.model`` on ``cfg.triplets`` into ``cfg.output``; with ``resume``, continue the run found there."""
     started = time.perf_counter()
+    _absolute_paths(cfg)
     previous = _resume_state(cfg, resume)
     cfg.crop = check_model(cfg)
     if previous is not None:
@@ -278,6 +291,8 @@ def _launch(cfg: TrainConfig, run_id: str, log: Callable[[str], None]) -> None:
     follower.start()
     try:
         trainer.fit()
+    except Exception as e:  # Ray Train wraps the workers' errors (WorkerGroupError, ControllerError)
+        raise TrainFailed(storage.redact(str(e))) from None
     finally:
         stop.set()
         follower.join()

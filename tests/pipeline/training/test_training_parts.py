@@ -349,3 +349,16 @@ def test_pair_logits_are_the_models_training_logits():
     torch.manual_seed(1)  # no randomness in the forward pass (drop_rate 0)
     p = net(o, a, b)
     torch.testing.assert_close(torch.sigmoid(logits), p, rtol=1e-5, atol=1e-6)
+
+
+def test_local_paths_become_absolute_for_the_workers(tmp_path, monkeypatch):
+    from pipeline.training.run import _absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = TrainConfig(triplets="data/t.csv", output="run", images="file://imgs", ray_storage="s3://b/ray")
+    _absolute_paths(cfg)
+    assert (cfg.triplets, cfg.output) == (str(tmp_path / "data/t.csv"), str(tmp_path / "run"))
+    assert (cfg.images, cfg.ray_storage) == (str(tmp_path / "imgs"), "s3://b/ray")
+    synthetic_cfg = TrainConfig(triplets="synthetic:samples", output="/abs/run")
+    _absolute_paths(synthetic_cfg)
+    assert (synthetic_cfg.triplets, synthetic_cfg.output) == ("synthetic:samples", "/abs/run")
