@@ -96,7 +96,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--max-failures", type=int, default=0, help="worker-group restarts after failures (default 0)"
     )
-    p.add_argument("--ray-storage", help="Ray Train's run folder (default: a local temporary folder)")
+    p.add_argument(
+        "--ray-storage",
+        help="Ray Train's own run folder (default: a local temporary folder; checkpoints go to --output, so a "
+        "local folder works on a multi-node cluster too)",
+    )
     p.add_argument("--log-every", type=int, default=20, help="steps between progress lines (default 20)")
     return p
 

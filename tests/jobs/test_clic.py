@@ -203,39 +203,37 @@ def test_clic_submission_and_accuracy_on_real_rows(ray_local, clic_subset, capsy
 
 
 @pytest.mark.slow
-def test_missing_images_still_get_a_row_and_exit_1(ray_local, clic_subset, tmp_path, capsys):
+def test_on_s3_missing_images_still_get_a_row_and_exit_1(ray_local, s3, clic_subset, capsys):
+    """CSV, images, submission and work folder on S3; one distorted image missing."""
     base, rows = clic_subset["base"], clic_subset["rows"]
-    images_dir = tmp_path / "images"
-    images_dir.mkdir()
-    for f in (base / "images").iterdir():
-        (images_dir / f.name).write_bytes(f.read_bytes())
     gone = rows["file_b"].iloc[0]
-    (images_dir / gone).unlink()
-    out = tmp_path / "sub.csv"
-    code = clic_job.main(
-        [
-            "--csv",
-            str(base / "validation.csv"),
-            "--images",
-            str(images_dir),
-            "--output",
-            str(out),
-            "--work",
-            str(tmp_path / "work"),
-            "--no-progress",
-        ]
-    )
-    assert code == 1
+    for f in (base / "images").iterdir():
+        if f.name != gone:
+            storage.write_bytes(s3.uri(f"clic/images/{f.name}"), f.read_bytes())
+    storage.write_bytes(s3.uri("clic/validation.csv"), (base / "validation.csv").read_bytes())
+    out = s3.uri("out/submission.csv")
+    argv = [
+        "--csv",
+        s3.uri("clic/validation.csv"),
+        "--images",
+        s3.uri("clic/images"),
+        "--output",
+        out,
+        "--no-progress",
+    ]
+    assert clic_job.main(argv) == 1
     err = capsys.readouterr().err
     submission = read_submission(out)
     assert len(submission) == len(rows)
     hit = [i for i, (o, a, b) in enumerate(rows[list(clic.COLUMNS)].values) if gone in (a, b)]
     assert hit and all(submission[i][3] == "0" for i in hit)
-    errors = results.read_table(str(tmp_path / "work"), "errors")
+    work = s3.uri("out/submission-work")
+    errors = results.read_table(work, "errors")
     listed = errors[errors["error"] == "unscored_row"]
     assert len(listed) == len(hit)
     assert all(gone in m and "missing" in m for m in listed["message"])
     assert f"{len(hit)} row(s) without a score" in err
+    assert len(results.read_table(work, "pairs")) > 0  # the other rows were scored
 
 
 def test_usage_errors_exit_2(tmp_path, capsys):

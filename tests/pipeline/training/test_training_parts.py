@@ -220,6 +220,9 @@ def test_samples_are_the_same_whoever_draws_them(tmp_path):
         assert torch.equal(x, z)
     batch = next(iter(data.loader(ds, [0, 1, 2], epoch=1, batch_size=3)))
     assert [t.shape[0] for t in batch] == [3, 3, 3, 3]
+    in_processes = next(iter(data.loader(ds, [0, 1, 2], epoch=1, batch_size=3, workers=2)))
+    for x, z in zip(batch, in_processes, strict=True):
+        assert torch.equal(x, z)
 
 
 def test_a_missing_training_image_names_the_file(tmp_path):
