@@ -81,7 +81,7 @@ def _unscored_rows(triplets: pd.DataFrame, p: np.ndarray, errors: pd.DataFrame, 
     """An errors-table row per CSV row without a score, with the reason its images gave."""
     reasons: dict[tuple[str, str], str] = {}
     for r in errors.itertuples(index=False):
-        if r.ref_id is not None:
+        if r.ref_id is not None and r.stage != "clic":  # not the rows an earlier run could not score
             reasons.setdefault((r.ref_id, r.dist_id or ""), f"{r.error}: {r.message}")
     rows = []
     lines = triplets.attrs.get("lines") or list(range(1, len(triplets) + 1))
@@ -224,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     predictions = triplets[list(clic.COLUMNS)].assign(p_a=p, t=t)
     storage.write_text(storage.join(work, "predictions.csv"), predictions.to_csv(index=False))
     unscored = _unscored_rows(triplets, p, results.read_table(work, "errors"), run_id)
-    results.write_errors(work, "clic-rows", unscored, run_id)
+    rows_file = storage.join(work, "errors", "clic-rows.parquet")
+    if unscored:
+        results.write_errors(work, "clic-rows", unscored, run_id)
+    elif storage.exists(rows_file):  # an earlier run's unscored rows are all scored now
+        fs, path = storage.filesystem(rows_file)
+        fs.rm(path)
     print(
         f"submission: {storage.display(args.output)}  ({len(triplets)} rows, {int((t == 0).sum())} with T=0)"
     )

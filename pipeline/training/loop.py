@@ -199,9 +199,8 @@ def train_loop_per_worker(config: dict) -> dict | None:
                 logits.update(part)
             frame = val.assign(logit=[logits.get(i, np.nan) for i in range(len(val))])
             val_metrics = metrics.summarize(frame, buckets=cfg.bpp_buckets)
-            val_metrics["unscored"] = int(
-                frame["logit"].isna().sum()
-            )  # triplets whose images could not be read
+            unreadable = frame["logit"].isna()  # triplets whose images could not be read
+            val_metrics["unscored"] = int(unreadable.sum())
             val_metrics["seconds"] = round(time.perf_counter() - started_val, 2)
         if rank == 0:
             summary = _save_epoch(cfg, net, optimizer, run, epoch, train_loss, train_seconds, val_metrics)

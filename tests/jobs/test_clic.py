@@ -235,6 +235,15 @@ def test_on_s3_missing_images_still_get_a_row_and_exit_1(ray_local, s3, clic_sub
     assert f"{len(hit)} row(s) without a score" in err
     assert len(results.read_table(work, "pairs")) > 0  # the other rows were scored
 
+    # the image is back: --retry-errors scores its original again and every row has a score
+    storage.write_bytes(s3.uri(f"clic/images/{gone}"), (base / "images" / gone).read_bytes())
+    assert clic_job.main([*argv, "--retry-errors"]) == 0
+    errors = results.read_table(work, "errors")
+    assert not (errors["error"] == "unscored_row").any()
+    predictions = pd.read_csv(io.StringIO(storage.read_text(storage.join(work, "predictions.csv"))))
+    assert predictions["p_a"].notna().all()
+    assert [r[:3] for r in read_submission(out)] == [r[:3] for r in submission]
+
 
 def test_usage_errors_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
