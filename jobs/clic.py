@@ -12,7 +12,6 @@ stderr, and the command exits 1.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -65,18 +64,6 @@ def default_work(output: str) -> str:
     return storage.join(storage.parent(output), f"{stem}-work")
 
 
-def _fingerprint(args, checkpoint_id: str, patch: int) -> str:
-    key = {
-        "csv": storage.canonical(args.csv),
-        "images": storage.canonical(args.images),
-        "originals": storage.canonical(args.originals or args.images),
-        "model": args.model,
-        "checkpoint": checkpoint_id,
-        "patch": patch,
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _unscored_rows(triplets: pd.DataFrame, p: np.ndarray, errors: pd.DataFrame, run_id: str) -> list[dict]:
     """An errors-table row per CSV row without a score, with the reason its images gave."""
     reasons: dict[tuple[str, str], str] = {}
@@ -105,18 +92,10 @@ def _unscored_rows(triplets: pd.DataFrame, p: np.ndarray, errors: pd.DataFrame, 
 
 @command
 def main(argv: list[str] | None = None) -> int:
-    from model import UnknownModelError, model_info
+    from model import UnknownModelError
     from pipeline import results
-    from pipeline.evaluate import (
-        EvaluateConfig,
-        EvaluateSummary,
-        ResourceError,
-        StalledError,
-        _checkpoint_id,
-        score_groups,
-    )
+    from pipeline.evaluate import EvaluateConfig, OutputConflict, ResourceError, StalledError, run_groups
     from pipeline.manifest import ManifestError
-    from pipeline.provenance import git_commit, new_run_id, utc_now, versions
 
     started = time.perf_counter()
     args = build_parser().parse_args(argv)
@@ -146,76 +125,33 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         max_pixels=images.DEFAULT_MAX_PIXELS,
         allow_roots=[args.images, originals, work],
+        retry_errors=args.retry_errors,
         stall_timeout=args.stall_timeout or None,
         progress=not args.no_progress,
         command=shlex.join(["prfeval", "clic", *(argv if argv is not None else sys.argv[2:])]),
     )
-    try:
-        info = model_info(args.model)
-        checkpoint_id = _checkpoint_id(cfg)
-    except (UnknownModelError, ManifestError) as e:
-        raise UsageError(str(e)) from None
-    patch = int(args.patch or info["patch_size"])
-    fingerprint = _fingerprint(args, checkpoint_id, patch)
-    previous = results.read_run(work)
-    if previous and previous.get("fingerprint") != fingerprint:
-        raise UsageError(
-            f"{storage.display(work)} holds scores of another CSV, image folder or model (run "
-            f"{previous.get('run_id')}); choose another --work"
-        )
-    run_id = previous["run_id"] if previous else new_run_id("clic")
     groups = clic.build_groups(triplets, args.images, originals)
-    done = results.finished_groups(work)
-    if args.retry_errors:
-        done -= {
-            u.rsplit("/", 1)[-1].removesuffix(".parquet")
-            for u in storage.listdir(storage.join(work, "errors"), ".parquet")
-        }
-    todo = [g for g in groups if g["key"] not in done]
     n_images = sum(len(g["dists"]) for g in groups)
     n_pairs = sum(len(g["pairs"]) for g in groups)
     print(
-        f"{len(triplets)} rows: {len(groups)} originals, {n_images} distinct images, {n_pairs} distinct pairs "
-        f"to score ({len(groups) - len(todo)} originals already scored in {storage.display(work)})"
+        f"{len(triplets)} rows: {len(groups)} originals, {n_images} distinct images, {n_pairs} distinct pairs"
     )
-    run = {
-        "run_id": run_id,
-        "kind": "clic",
-        "fingerprint": fingerprint,
-        "status": "running",
-        "started_at": (previous or {}).get("started_at") or utc_now(),
-        "finished_at": None,
-        "command": storage.redact(cfg.command),
-        "config": {k: (storage.display(v) if isinstance(v, str) else v) for k, v in vars(args).items()},
-        "model": args.model,
-        "checkpoint_sha256": checkpoint_id if checkpoint_id != "untrained-seed0" else None,
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "counts": (previous or {}).get("counts", {}),
+    identity = {
+        "csv": storage.canonical(args.csv),
+        "images": storage.canonical(args.images),
+        "originals": storage.canonical(originals),
     }
-    results.write_run(work, run)
-    summary = EvaluateSummary(
-        run_id=run_id,
-        output=storage.display(work),
-        groups_total=len(groups),
-        groups_skipped=len(groups) - len(todo),
+    try:
+        summary, run = run_groups(groups, cfg, kind="clic", identity=identity)
+    except (ManifestError, OutputConflict, ResourceError, UnknownModelError) as e:
+        raise UsageError(str(e)) from None
+    except StalledError as e:
+        print(f"prfeval clic: stopped: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"{summary.groups_done} original(s) scored now, {summary.groups_skipped} already scored in "
+        f"{storage.display(work)}"
     )
-    if todo:
-        try:
-            score_groups(
-                todo,
-                cfg,
-                run_id=run_id,
-                codec_table=None,
-                patch=patch,
-                min_size=int(info.get("min_size", 32)),
-                summary=summary,
-            )
-        except ResourceError as e:
-            raise UsageError(str(e)) from None
-        except StalledError as e:
-            print(f"prfeval clic: stopped: {e}", file=sys.stderr)
-            return EXIT_USAGE
 
     pairs = results.read_table(work, "pairs")
     p = clic.row_probabilities(triplets, pairs)
@@ -223,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     storage.write_text(args.output, clic.submission_text(triplets, t))
     predictions = triplets[list(clic.COLUMNS)].assign(p_a=p, t=t)
     storage.write_text(storage.join(work, "predictions.csv"), predictions.to_csv(index=False))
-    unscored = _unscored_rows(triplets, p, results.read_table(work, "errors"), run_id)
+    unscored = _unscored_rows(triplets, p, results.read_table(work, "errors"), run["run_id"])
     rows_file = storage.join(work, "errors", "clic-rows.parquet")
     if unscored:
-        results.write_errors(work, "clic-rows", unscored, run_id)
+        results.write_errors(work, "clic-rows", unscored, run["run_id"])
     elif storage.exists(rows_file):  # an earlier run's unscored rows are all scored now
         fs, path = storage.filesystem(rows_file)
         fs.rm(path)
@@ -249,24 +185,23 @@ def main(argv: list[str] | None = None) -> int:
         str(pairs["checkpoint_sha256"].dropna().iloc[0]) if len(pairs) else None
     )
     print(f"model {args.model}, checkpoint sha256 {sha}; scores in {storage.display(work)}")
-    run.update(
-        status="finished" if not summary.failed_groups else "incomplete",
-        finished_at=utc_now(),
-        checkpoint_sha256=sha,
-        counts={
-            "rows": len(triplets),
-            "originals": len(groups),
-            "images": n_images,
-            "pairs": n_pairs,
-            "pairs_scored": len(pairs),
-            "unscored_rows": len(unscored),
-            "errors": results.count_rows(work, "errors"),
-            "seconds_last": round(time.perf_counter() - started, 3),
-        },
-        accuracy=None
+    run["checkpoint_sha256"] = sha
+    run["clic"] = {
+        "rows": len(triplets),
+        "originals": len(groups),
+        "images": n_images,
+        "pairs": n_pairs,
+        "unscored_rows": len(unscored),
+        "submission": storage.display(args.output),
+        "accuracy": None
         if score is None
-        else {"accuracy": score.accuracy, "rows": score.rows, "accuracy_distinct": score.accuracy_distinct},
-    )
+        else {
+            "accuracy": score.accuracy,
+            "rows": score.rows,
+            "accuracy_distinct": score.accuracy_distinct,
+        },
+        "seconds_last": round(time.perf_counter() - started, 3),
+    }
     results.write_run(work, run)
     if unscored:
         for row in unscored[:10]:

@@ -198,8 +198,11 @@ def test_clic_submission_and_accuracy_on_real_rows(ray_local, clic_subset, capsy
 
     # a rerun resumes from the work folder and writes the same submission
     assert clic_job.main(argv) == 0
-    assert f"({len(ranks)} originals already scored" in capsys.readouterr().out
+    assert f"0 original(s) scored now, {len(ranks)} already scored" in capsys.readouterr().out
     assert read_submission(out) == submission
+    # the same work folder with other images is refused
+    assert clic_job.main([*argv[:3], str(base), *argv[4:]]) == 2
+    assert "holds results of another configuration" in capsys.readouterr().err
 
 
 @pytest.mark.slow
