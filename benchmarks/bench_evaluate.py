@@ -108,7 +108,7 @@ def bare_loop(manifest_uri: str, output: str, model: str, threads: int) -> tuple
     from pipeline.loading import load_group
     from pipeline.scoring import PairScorer
 
-    scorer = PairScorer(model, threads=threads)
+    scorer = PairScorer.load(model, threads=threads)
     start = time.perf_counter()
     n_pairs = 0
     for group in manifest.groups(manifest.read_manifest(manifest_uri)):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 import time
 
@@ -22,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, ArgumentParser, UsageError, command
-from pipeline import clic, images, storage
+from jobs.scoring_options import add_scoring_options, scoring_config
+from pipeline import clic, storage
 
 
 def build_parser() -> ArgumentParser:
@@ -38,24 +38,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--output", required=True, help="submission CSV to write (local path or s3://...)")
     p.add_argument("--oracle", help="CLIC oracle CSV (OriginalFile,FileA,FileB,T): print the accuracy")
     p.add_argument("--work", help="work folder for the scored pairs (default: <output stem>-work beside it)")
-    p.add_argument("--model", default="prfnet-tiny", help="registered model name (default: prfnet-tiny)")
-    p.add_argument("--checkpoint", help="checkpoint URI (safetensors); default: the packaged one for --model")
-    p.add_argument("--actors", type=int, default=1, help="scoring actors (default: 1)")
-    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor, fractional allowed")
-    p.add_argument("--cpus-per-actor", type=float, help="CPUs reserved per actor (default: from the cluster)")
-    p.add_argument("--batch-size", type=int, help="patches per model call (default: 16 on CPU, 128 on CUDA)")
-    p.add_argument("--patch", type=int, help="patch size in pixels (default: the model's)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast precision")
-    p.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when present"
-    )
-    p.add_argument(
-        "--retry-errors", action="store_true", help="score again the originals that recorded errors"
-    )
-    p.add_argument(
-        "--stall-timeout", type=float, default=900.0, help="stop when no original finishes for this long (s)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+    add_scoring_options(p, unit="original")
     return p
 
 
@@ -94,15 +77,11 @@ def _unscored_rows(triplets: pd.DataFrame, p: np.ndarray, errors: pd.DataFrame, 
 def main(argv: list[str] | None = None) -> int:
     from model import UnknownModelError
     from pipeline import results
-    from pipeline.evaluate import EvaluateConfig, OutputConflict, ResourceError, StalledError, run_groups
+    from pipeline.evaluate import OutputConflict, ResourceError, StalledError, run_groups
     from pipeline.manifest import ManifestError
 
     started = time.perf_counter()
     args = build_parser().parse_args(argv)
-    if args.actors < 1:
-        raise UsageError("--actors must be at least 1")
-    if args.gpus_per_actor < 0:
-        raise UsageError("--gpus-per-actor must be >= 0")
     try:
         triplets = clic.read_csv(args.csv)
         oracle = clic.read_csv(args.oracle, labelled=True) if args.oracle else None
@@ -110,26 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(str(e)) from None
     work = args.work or default_work(args.output)
     originals = args.originals or args.images
-    cfg = EvaluateConfig(
-        manifest=args.csv,
-        output=work,
-        model=args.model,
-        checkpoint=args.checkpoint,
-        pairs="all",
-        actors=args.actors,
-        gpus_per_actor=args.gpus_per_actor,
-        cpus_per_actor=args.cpus_per_actor,
-        batch_size=args.batch_size,
-        patch=args.patch,
-        precision=args.precision,
-        device=args.device,
-        max_pixels=images.DEFAULT_MAX_PIXELS,
-        allow_roots=[args.images, originals, work],
-        retry_errors=args.retry_errors,
-        stall_timeout=args.stall_timeout or None,
-        progress=not args.no_progress,
-        command=shlex.join(["prfeval", "clic", *(argv if argv is not None else sys.argv[2:])]),
-    )
+    cfg = scoring_config(args, "clic", argv, manifest=args.csv, output=work, pairs="all",
+                         allow_roots=[args.images, originals, work])  # fmt: skip
     groups = clic.build_groups(triplets, args.images, originals)
     n_images = sum(len(g["dists"]) for g in groups)
     n_pairs = sum(len(g["pairs"]) for g in groups)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 
 from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, ArgumentParser, UsageError, command
-from pipeline import images, pairing, storage
+from jobs.scoring_options import add_scoring_options, scoring_config
+from pipeline import pairing, storage
 
 
 def build_parser() -> ArgumentParser:
@@ -18,8 +18,6 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--manifest", required=True, help="manifest URI (CSV with a header, or Parquet)")
     p.add_argument("--output", required=True, help="results folder URI (local path or s3://...)")
     p.add_argument("--codecs", help="codec metadata table (CSV/Parquet) keyed by codec, codec_version")
-    p.add_argument("--model", default="prfnet-tiny", help="registered model name (default: prfnet-tiny)")
-    p.add_argument("--checkpoint", help="checkpoint URI (safetensors); default: the packaged one for --model")
     p.add_argument(
         "--pairs", choices=pairing.STRATEGIES, default="all", help="pairing strategy (default: all)"
     )
@@ -30,78 +28,30 @@ def build_parser() -> ArgumentParser:
         help="relative bpp tolerance of --pairs matched (default: 0.15)",
     )
     p.add_argument(
-        "--actors", type=int, default=1, help="scoring actors, one model replica each (default: 1)"
-    )
-    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor, fractional allowed")
-    p.add_argument(
-        "--cpus-per-actor", type=float, help="CPUs reserved per actor (default: chosen from the cluster)"
-    )
-    p.add_argument("--batch-size", type=int, help="patches per model call (default: 16 on CPU, 128 on CUDA)")
-    p.add_argument("--patch", type=int, help="patch size in pixels (default: the model's)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast precision")
-    p.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when present"
-    )
-    p.add_argument(
-        "--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS, help="decompression-bomb limit"
-    )
-    p.add_argument(
         "--allow-root",
         action="append",
         dest="allow_roots",
         metavar="PREFIX",
         help="a location images may be read from (repeatable; default: the manifest's folder and the output)",
     )
-    p.add_argument("--retry-errors", action="store_true", help="score again the groups that recorded errors")
-    p.add_argument(
-        "--stall-timeout",
-        type=float,
-        default=900.0,
-        help="stop with a clear message when no reference group finishes for this many seconds (default: 900; "
-        "0 waits forever, e.g. for an autoscaler that is slow to bring GPUs)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
     p.add_argument(
         "--registry",
         help="runs registry root URI to append this run to (default: $PRFEVAL_REGISTRY; none: not kept)",
     )
+    add_scoring_options(p)
     return p
 
 
 @command
 def main(argv: list[str] | None = None) -> int:
     from model import UnknownModelError
-    from pipeline.evaluate import EvaluateConfig, OutputConflict, ResourceError, StalledError, run_evaluate
+    from pipeline.evaluate import OutputConflict, ResourceError, StalledError, run_evaluate
     from pipeline.manifest import ManifestError
 
     args = build_parser().parse_args(argv)
-    if args.actors < 1:
-        raise UsageError("--actors must be at least 1")
-    if args.gpus_per_actor < 0:
-        raise UsageError("--gpus-per-actor must be >= 0")
     roots = args.allow_roots or [storage.parent(args.manifest), args.output]
-    cfg = EvaluateConfig(
-        manifest=args.manifest,
-        output=args.output,
-        codecs=args.codecs,
-        model=args.model,
-        checkpoint=args.checkpoint,
-        pairs=args.pairs,
-        match_tolerance=args.match_tolerance,
-        actors=args.actors,
-        gpus_per_actor=args.gpus_per_actor,
-        cpus_per_actor=args.cpus_per_actor,
-        batch_size=args.batch_size,
-        patch=args.patch,
-        precision=args.precision,
-        device=args.device,
-        max_pixels=args.max_pixels,
-        allow_roots=roots,
-        retry_errors=args.retry_errors,
-        stall_timeout=args.stall_timeout or None,
-        progress=not args.no_progress,
-        command=shlex.join(["prfeval", "evaluate", *(argv if argv is not None else sys.argv[2:])]),
-    )
+    cfg = scoring_config(args, "evaluate", argv, manifest=args.manifest, output=args.output, codecs=args.codecs,
+                         pairs=args.pairs, match_tolerance=args.match_tolerance, allow_roots=roots)  # fmt: skip
     try:
         summary = run_evaluate(cfg)
     except (ManifestError, OutputConflict, ResourceError, UnknownModelError) as e:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 import sys
 import time
 import traceback
@@ -31,9 +30,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from jobs.common import ArgumentParser, UsageError, command
-from pipeline import images as images_mod
+from jobs.scoring_options import add_scoring_options, scoring_config
 from pipeline import regress, results, runs, storage
-from pipeline.provenance import git_commit, new_run_id, utc_now, versions
+from pipeline.provenance import utc_now
 
 LAST_GOOD = "last-good"
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -103,17 +102,6 @@ def build_parser() -> ArgumentParser:
         "--bootstrap", type=int, default=th.n_boot, help=f"bootstrap replicates (default: {th.n_boot})"
     )
     p.add_argument("--seed", type=int, default=th.seed, help="bootstrap seed (default: 0)")
-    p.add_argument("--model", default="prfnet-tiny", help="registered model name (default: prfnet-tiny)")
-    p.add_argument("--checkpoint", help="checkpoint URI (safetensors); default: the packaged one for --model")
-    p.add_argument("--actors", type=int, default=1, help="scoring actors (default: 1)")
-    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor, fractional allowed")
-    p.add_argument("--cpus-per-actor", type=float, help="CPUs per actor (default: chosen from the cluster)")
-    p.add_argument("--batch-size", type=int, help="patches per model call")
-    p.add_argument("--patch", type=int, help="patch size in pixels (default: the model's)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast precision")
-    p.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when present"
-    )
     p.add_argument(
         "--allow-root",
         action="append",
@@ -125,7 +113,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--registry", help="runs registry root URI (default: $PRFEVAL_REGISTRY; none: not recorded)"
     )
-    p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+    add_scoring_options(p, unit="reference")
     return p
 
 
@@ -266,24 +254,13 @@ def _fingerprint(base: Side, cand: Side, model: str, checkpoint_id: str, patch: 
 
 def run_regress(args, argv: list[str] | None) -> regress.Report:
     """Match, score (Ray), judge, write the outputs; returns the report."""
-    from model import UnknownModelError, model_info
+    from model import UnknownModelError
     from model.bundled import default_checkpoint
-    from pipeline.evaluate import (
-        EvaluateConfig,
-        EvaluateSummary,
-        OutputConflict,
-        ResourceError,
-        _checkpoint_id,
-        score_groups,
-    )
+    from pipeline.evaluate import OutputConflict, ResourceError, run_groups
     from pipeline.manifest import ManifestError
 
     started = time.perf_counter()
     th = _thresholds(args)
-    if args.actors < 1:
-        raise UsageError("--actors must be at least 1")
-    if args.gpus_per_actor < 0:
-        raise UsageError("--gpus-per-actor must be >= 0")
     baseline_uri = resolve_baseline(args.baseline, args.registry)
     base, cand = load_side(regress.BASELINE, baseline_uri), load_side(regress.CANDIDATE, args.candidate)
     out = args.output or storage.join(storage.parent(args.candidate), "regress")
@@ -308,91 +285,39 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
             )
         roots = [*base.roots, *cand.roots]
     roots = list(dict.fromkeys([*roots, out]))
-    try:
-        info = model_info(args.model)
-        ecfg = EvaluateConfig(
-            manifest=args.candidate,
-            output=out,
-            model=args.model,
-            checkpoint=args.checkpoint,
-            pairs="all",
-            actors=args.actors,
-            gpus_per_actor=args.gpus_per_actor,
-            cpus_per_actor=args.cpus_per_actor,
-            batch_size=args.batch_size,
-            patch=args.patch,
-            precision=args.precision,
-            device=args.device,
-            max_pixels=images_mod.DEFAULT_MAX_PIXELS,
-            allow_roots=roots,
-            progress=not args.no_progress,
-            command=shlex.join(["prfeval", "regress", *(argv if argv is not None else sys.argv[2:])]),
-        )
-        checkpoint_id = _checkpoint_id(ecfg)
-    except (UnknownModelError, ManifestError) as e:
-        raise UsageError(str(e)) from None
-    patch = int(args.patch or info["patch_size"])
+    ecfg = scoring_config(args, "regress", argv, manifest=args.candidate, output=out, pairs="all",
+                          allow_roots=roots)  # fmt: skip
     trained = bool(args.checkpoint or default_checkpoint(args.model))
-    fingerprint = _fingerprint(base, cand, args.model, checkpoint_id, patch)
-    previous = results.read_run(out)
-    if previous and previous.get("fingerprint") != fingerprint:
-        raise UsageError(
-            f"{storage.display(out)} holds another comparison (run {previous.get('run_id')}); choose a new --output"
-        )
-    run_id = previous["run_id"] if previous else new_run_id("regress")
-    groups = regress.build_groups(matching)
-    done = results.finished_groups(out)
-    todo = [g for g in groups if g["key"] not in done]
-    run = {
-        "run_id": run_id,
-        "kind": "regress",
-        "fingerprint": fingerprint,
-        "status": "running",
-        "started_at": (previous or {}).get("started_at") or utc_now(),
-        "finished_at": None,
-        "command": storage.redact(ecfg.command),
+    identity = {
+        "baseline": [storage.canonical(base.uri), base.identity],
+        "candidate": [storage.canonical(cand.uri), cand.identity],
+    }
+    run_fields = {
         "config": {
             **{k: (storage.display(v) if isinstance(v, str) else v) for k, v in vars(args).items()},
             "output": storage.display(out),
             "allow_roots": [storage.display(r) for r in roots],
             "baseline": storage.display(baseline_uri),
         },
-        "model": args.model,
-        "checkpoint_sha256": (previous or {}).get("checkpoint_sha256"),
-        "versions": versions(),
-        "git_commit": git_commit(),
         "baseline": base.describe(),
         "candidate": cand.describe(),
-        "counts": (previous or {}).get("counts", {}),
         "verdict": None,
     }
-    results.write_run(out, run)
-    summary = EvaluateSummary(
-        run_id=run_id,
-        output=storage.display(out),
-        groups_total=len(groups),
-        groups_skipped=len(groups) - len(todo),
-    )
-    if todo:
-        try:
-            score_groups(
-                todo,
-                ecfg,
-                run_id=run_id,
-                codec_table=None,
-                patch=patch,
-                min_size=int(info.get("min_size", 32)),
-                summary=summary,
-            )
-        except (OutputConflict, ResourceError) as e:
-            raise UsageError(str(e)) from None
+    groups = regress.build_groups(matching)
+    try:
+        summary, run = run_groups(groups, ecfg, kind="regress", identity=identity, run_fields=run_fields)
+    except OutputConflict:
+        raise UsageError(f"{storage.display(out)} holds another comparison; choose a new --output") from None
+    except (ResourceError, UnknownModelError, ManifestError) as e:
+        raise UsageError(str(e)) from None
+    run_id = run["run_id"]
     images_t, pairs_t = results.read_table(out, "images"), results.read_table(out, "pairs")
     scored, unscored = regress.triplets(images_t, pairs_t, matching)
     if scored.empty:
         raise UsageError(
             f"no matched image could be scored; see {storage.display(storage.join(out, 'errors'))}"
         )
-    checkpoint_sha = summary.checkpoint_sha256 or run["checkpoint_sha256"]
+    checkpoint_sha = run["checkpoint_sha256"]
     if checkpoint_sha is None and len(pairs_t):
         checkpoint_sha = str(pairs_t["checkpoint_sha256"].dropna().iloc[0])
     notes = _notes(args, trained, base, cand, scored, summary)

@@ -53,10 +53,38 @@ def build_model(name: str, checkpoint: str | None, *, device):
 
 
 class PairScorer:
-    """One PRFNet replica that scores reference groups from cached features."""
+    """One PRFNet replica that scores reference groups from cached features.
+
+    Build it around a model in memory (``PairScorer(model)``, e.g. while training) or load a replica by name and
+    checkpoint URI (:meth:`load`, what the scoring actors do).
+    """
 
     def __init__(
         self,
+        model,
+        *,
+        checkpoint_sha256: str | None = None,
+        precision: str = "fp32",
+        batch_size: int | None = None,
+        device=None,
+    ):
+        import torch
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        self.model = model
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.meta = dict(model.meta)
+        self.model_name = str(self.meta.get("name") or getattr(model, "variant", "prfnet"))
+        self.patch_size = int(self.meta["patch_size"])
+        self.min_size = int(self.meta.get("min_size", 32))
+        self.precision = precision
+        self.batch_size = int(batch_size or DEFAULT_BATCH.get(self.device.type, 16))
+
+    @classmethod
+    def load(
+        cls,
         model_name: str,
         checkpoint: str | None = None,
         *,
@@ -64,23 +92,17 @@ class PairScorer:
         precision: str = "fp32",
         batch_size: int | None = None,
         threads: int | None = None,
-    ):
+    ) -> PairScorer:
+        """A replica of ``model_name`` from ``checkpoint`` (default: the packaged one), on ``device``."""
         import torch
 
         from model import select_device
 
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if threads:
             torch.set_num_threads(threads)
-        self.device = select_device(None if device == "auto" else device)
-        self.model, self.checkpoint_sha256 = build_model(model_name, checkpoint, device=self.device)
-        self.model_name = model_name
-        self.meta = dict(self.model.meta)
-        self.patch_size = int(self.meta["patch_size"])
-        self.min_size = int(self.meta.get("min_size", 32))
-        self.precision = precision
-        self.batch_size = int(batch_size or DEFAULT_BATCH.get(self.device.type, 16))
+        dev = select_device(None if device == "auto" else device)
+        model, sha = build_model(model_name, checkpoint, device=dev)
+        return cls(model, checkpoint_sha256=sha, precision=precision, batch_size=batch_size, device=dev)
 
     def _autocast(self):
         import torch

@@ -17,22 +17,7 @@ import torch
 
 from pipeline.loading import load_group
 from pipeline.manifest import group_key
-from pipeline.scoring import DEFAULT_BATCH, PairScorer
-
-
-class ModelScorer(PairScorer):
-    """:class:`PairScorer` around a model already in memory (in eval mode while it scores)."""
-
-    def __init__(self, model: torch.nn.Module, *, batch_size: int | None = None, device=None):
-        self.model = model
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.model_name = getattr(model, "variant", "prfnet")
-        self.checkpoint_sha256 = None
-        self.meta = dict(model.meta)
-        self.patch_size = int(self.meta["patch_size"])
-        self.min_size = int(self.meta.get("min_size", 32))
-        self.precision = "fp32"
-        self.batch_size = int(batch_size or DEFAULT_BATCH.get(self.device.type, 16))
+from pipeline.scoring import PairScorer
 
 
 def groups(frame: pd.DataFrame) -> list[dict]:
@@ -90,7 +75,7 @@ def score_frame(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, float]:
     """Logits of the rows of ``frame`` (by index) in this shard ``(rank, world)`` of its reference groups."""
-    scorer = ModelScorer(model, batch_size=batch_size)
+    scorer = PairScorer(model, batch_size=batch_size)
     patch = int(patch or scorer.patch_size)
     rank, world = shard
     mine = groups(frame)[rank::world]

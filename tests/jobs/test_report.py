@@ -125,8 +125,11 @@ def test_report_agrees_with_the_parquet_inputs_and_markdown_with_json(reported):
     assert doc["counts"]["images"] == len(images) == 24 and doc["counts"]["pairs"] == len(pairs) == 3 * 28
     assert doc["codecs"] == sorted(images["codec"].unique()) == sorted([EVIL, "jpeg"])
     assert doc["bd_rate"]["anchor"] == "jpeg"
-    # untrained weights: PRFNet's outcomes sit at 0.5 and the report says so
-    assert any("Is the checkpoint trained?" in w for w in doc["warnings"])
+    # untrained weights make PRFNet's outcomes sit at 0.5, and the report says so; a trained checkpoint does not
+    from model.bundled import default_checkpoint
+
+    flat_warning = any("Is the checkpoint trained?" in w for w in doc["warnings"])
+    assert flat_warning == (default_checkpoint("prfnet-tiny") is None)
 
     # leaderboards: the pairs whose two images share a bucket (computed here from Parquet alone)
     buckets = parse(doc["options"]["buckets"], images["bpp"])
@@ -236,10 +239,18 @@ def test_report_from_s3_to_s3(ray_local, s3, s3_manifest):
     doc = json.loads(s3.fs.cat(f"{s3.bucket}/published/report/leaderboard.json"))
     assert doc["results"] == results_uri and doc["counts"]["images"] == len(df)
     assert doc["codecs"] == ["jpeg", "webp"] and doc["leaderboards"][0]["rows"]
-    # crops are cut from the images in the bucket
-    assert doc["disagreements"] and all(d["crop"] and d["crop_error"] is None for d in doc["disagreements"])
+    # crops are cut from the images in the bucket: those of the disagreements shown (a trained PRFNet may agree
+    # with PSNR on every pair of this small set), and a direct cut of one pair read through S3
+    assert all(d["crop"] and d["crop_error"] is None for d in doc["disagreements"])
+    from pipeline.report.disagreements import crops
+
+    imgs = results.read_table(results_uri, "images")
+    first, second = imgs[imgs.ref_id == imgs.ref_id.iloc[0]].iloc[:2].itertuples()
+    assert first.dist_uri.startswith("s3://")
+    cut = crops(first.ref_uri, first.dist_uri, second.dist_uri)
+    assert cut.error is None and cut.o and cut.a and cut.b and cut.box is not None
     page = s3.fs.cat(f"{s3.bucket}/published/report/index.html").decode()
-    assert page.count("data:image/png;base64,") >= len(doc["figures"]) + 3
+    assert page.count("data:image/png;base64,") >= len(doc["figures"]) + 3 * len(doc["disagreements"])
     assert storage.redact(page) == page  # no credentials anywhere
 
 

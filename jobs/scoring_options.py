@@ -1,0 +1,71 @@
+"""The options of the shared PRFNet scoring pool, for every command that scores (evaluate, regress, clic)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from jobs.common import UsageError
+from pipeline import images
+
+
+def add_scoring_options(p: argparse.ArgumentParser, *, unit: str = "reference group") -> None:
+    """Model, actor pool, precision and run-control options; ``unit`` names what one scoring task handles."""
+    g = p.add_argument_group("scoring (the Ray actor pool)")
+    g.add_argument("--model", default="prfnet-tiny", help="registered model name (default: prfnet-tiny)")
+    g.add_argument("--checkpoint", help="checkpoint URI (safetensors); default: the packaged one for --model")
+    g.add_argument(
+        "--actors", type=int, default=1, help="scoring actors, one model replica each (default: 1)"
+    )
+    g.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor, fractional allowed")
+    g.add_argument(
+        "--cpus-per-actor", type=float, help="CPUs reserved per actor (default: chosen from the cluster)"
+    )
+    g.add_argument("--batch-size", type=int, help="patches per model call (default: 16 on CPU, 128 on CUDA)")
+    g.add_argument("--patch", type=int, help="patch size in pixels (default: the model's)")
+    g.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast precision")
+    g.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when present"
+    )
+    g.add_argument(
+        "--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS, help="decompression-bomb limit"
+    )
+    g.add_argument(
+        "--retry-errors", action="store_true", help=f"score again each {unit} that recorded errors"
+    )
+    g.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=900.0,
+        help=f"stop with a clear message when no {unit} finishes for this many seconds (default: 900; "
+        "0 waits forever, e.g. for an autoscaler that is slow to bring GPUs)",
+    )
+    g.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+
+
+def scoring_config(args: argparse.Namespace, name: str, argv: list[str] | None, **fields):
+    """An :class:`pipeline.evaluate.EvaluateConfig` from the scoring options plus the command's own ``fields``."""
+    from pipeline.evaluate import EvaluateConfig
+
+    if args.actors < 1:
+        raise UsageError("--actors must be at least 1")
+    if args.gpus_per_actor < 0:
+        raise UsageError("--gpus-per-actor must be >= 0")
+    return EvaluateConfig(
+        model=args.model,
+        checkpoint=args.checkpoint,
+        actors=args.actors,
+        gpus_per_actor=args.gpus_per_actor,
+        cpus_per_actor=args.cpus_per_actor,
+        batch_size=args.batch_size,
+        patch=args.patch,
+        precision=args.precision,
+        device=args.device,
+        max_pixels=args.max_pixels,
+        retry_errors=args.retry_errors,
+        stall_timeout=args.stall_timeout or None,
+        progress=not args.no_progress,
+        command=shlex.join(["prfeval", name, *(argv if argv is not None else sys.argv[2:])]),
+        **fields,
+    )
