@@ -186,7 +186,7 @@ class ScoreActor:
                  pairs: str, match_tolerance: float):  # fmt: skip
         from pipeline.scoring import PairScorer
 
-        self.scorer = PairScorer(
+        self.scorer = PairScorer.load(
             model, checkpoint, device=device, precision=precision, batch_size=batch_size, threads=threads
         )
         self.strategy = pairs
