@@ -163,7 +163,7 @@ def memory_run(n: int, model: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="prfnet-tiny")
-    ap.add_argument("--groups", type=int, default=40)
+    ap.add_argument("--groups", type=int, default=120)
     ap.add_argument("--side", type=int, default=256)
     ap.add_argument("--memory-groups", type=int, nargs=2, default=(1000, 10000))
     ap.add_argument("--skip-memory", action="store_true")
@@ -181,18 +181,42 @@ def main() -> None:
         uri = photo_manifest(os.path.join(tmp, "photos"), args.groups, args.side)
         print(f"machine: {os.cpu_count()} CPUs; model {args.model}; {args.groups} groups of 5 JPEG versions "
               f"({args.side}x{args.side}), all pairs")  # fmt: skip
+        half = photo_manifest(os.path.join(tmp, "half"), args.groups // 2, args.side)
         # warm-up: start the actor pool machinery once
-        pipeline_run(uri, os.path.join(tmp, "warm"), args.model, 1)
-        n_bare, t_bare = bare_loop(uri, os.path.join(tmp, "bare"), args.model, threads=1)
-        s1, t1 = pipeline_run(uri, os.path.join(tmp, "ray1"), args.model, 1)
-        s2, t2 = pipeline_run(uri, os.path.join(tmp, "ray2"), args.model, 2)
-        assert n_bare == s1.pairs == s2.pairs
-        print("\n== overhead and scaling (triplets/s, wall clock including start-up of the actor pool)")
-        print(f"bare loop, 1 torch thread      : {n_bare / t_bare:8.1f} triplets/s  ({t_bare:.1f} s)")
-        print(f"Ray pipeline, 1 actor          : {s1.pairs / t1:8.1f} triplets/s  ({t1:.1f} s)  "
-              f"ratio to bare {t_bare / t1:.2f}x")  # fmt: skip
-        print(f"Ray pipeline, 2 actors         : {s2.pairs / t2:8.1f} triplets/s  ({t2:.1f} s)  "
-              f"ratio to 1 actor {t1 / t2:.2f}x")  # fmt: skip
+        pipeline_run(half, os.path.join(tmp, "warm"), args.model, 1)
+        bare = {m: bare_loop(m, os.path.join(tmp, f"bare-{k}"), args.model, threads=1)
+                for k, m in (("half", half), ("full", uri))}  # fmt: skip
+        ray1 = {
+            m: pipeline_run(m, os.path.join(tmp, f"r1-{k}"), args.model, 1)
+            for k, m in (("half", half), ("full", uri))
+        }
+        ray2 = {
+            m: pipeline_run(m, os.path.join(tmp, f"r2-{k}"), args.model, 2)
+            for k, m in (("half", half), ("full", uri))
+        }
+
+        def rates(n_half, t_half, n_full, t_full):
+            """End-to-end rate of the full run, and the marginal rate of its second half (fixed costs cancel)."""
+            return n_full / t_full, (n_full - n_half) / (t_full - t_half)
+
+        b_e2e, b_marg = rates(*bare[half], *bare[uri])
+        print(
+            "\n== overhead and scaling (triplets/s; marginal = extra triplets / extra seconds between a run of"
+        )
+        print(
+            f"   {args.groups // 2} and one of {args.groups} groups, so start-up and model load cancel out)"
+        )
+        print(f"bare loop, 1 torch thread   : end to end {b_e2e:6.1f}; marginal {b_marg:6.1f}")
+        margs = {}
+        for name, runs_ in (("1 actor ", ray1), ("2 actors", ray2)):
+            (sh, th), (sf, tf) = runs_[half], runs_[uri]
+            assert sf.pairs == bare[uri][0]
+            e2e, margs[name] = rates(sh.pairs, th, sf.pairs, tf)
+            print(
+                f"Ray pipeline, {name}     : end to end {e2e:6.1f} ({e2e / b_e2e:.2f}x bare); "
+                f"marginal {margs[name]:6.1f} ({margs[name] / b_marg:.2f}x bare)"
+            )
+        print(f"2 actors / 1 actor (marginal): {margs['2 actors'] / margs['1 actor ']:.2f}x")
         if args.skip_memory:
             return
         print("\n== memory (peak RSS, MiB): groups of 10 tiny images (45 pairs each), one process per size")

@@ -23,10 +23,18 @@ def run(*args: str) -> int:
 def test_end_to_end_on_s3(ray_local, s3, s3_manifest):
     manifest_uri, df = s3_manifest
     out = s3.uri("results")
-    assert run("--manifest", manifest_uri, "--output", out) == 0
+    codecs_uri = s3.uri("in/codecs.csv")
+    storage.write_text(
+        codecs_uri, "codec,codec_version,library\njpeg,test,libjpeg-turbo\nwebp,test,libwebp\n"
+    )
+    assert run("--manifest", manifest_uri, "--codecs", codecs_uri, "--output", out) == 0
     images = results.read_table(out, "images")
     pairs = results.read_table(out, "pairs")
     assert len(images) == len(df)
+    # codec metadata joined on (codec, codec_version): into images, and into pairs once per side
+    assert (images["library"] == images["codec"].map({"jpeg": "libjpeg-turbo", "webp": "libwebp"})).all()
+    assert (pairs["a_library"] == pairs["a_codec"].map({"jpeg": "libjpeg-turbo", "webp": "libwebp"})).all()
+    assert (pairs["b_library"] == pairs["b_codec"].map({"jpeg": "libjpeg-turbo", "webp": "libwebp"})).all()
     per_group = df.groupby("ref_id").size()
     assert len(pairs) == sum(n * (n - 1) // 2 for n in per_group)
     assert pairs["p_a"].between(0, 1).all()
