@@ -22,13 +22,11 @@ codec version installed now, and whose files exist; the manifest is rebuilt from
 
 from __future__ import annotations
 
-import datetime as _dt
 import io
 import json
 import posixpath
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -39,6 +37,7 @@ import pyarrow.parquet as pq
 
 from pipeline import images, samples, schemas, storage
 from pipeline.codecs import Setting, get_codec, parse_spec
+from pipeline.provenance import new_run_id
 
 STAGE = "sweep"
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
@@ -484,11 +483,6 @@ class SweepSummary:
         return 1 if self.n_errors else 0
 
 
-def _new_run_id() -> str:
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"sweep-{now}-{uuid.uuid4().hex[:6]}"
-
-
 def _write_table(uri: str, rows: list[dict] | pa.Table, schema: pa.Schema) -> None:
     storage.write_bytes(uri, _parquet_bytes(schemas.conform(rows, schema)))
 
@@ -529,7 +523,7 @@ def run_sweep(
     t0 = time.perf_counter()
     settings = parse_spec(spec)
     references, ignored = find_references(refs, limit=limit)
-    config = SweepConfig(output, tuple(settings), keep_bitstreams, max_pixels, run_id or _new_run_id())
+    config = SweepConfig(output, tuple(settings), keep_bitstreams, max_pixels, run_id or new_run_id("sweep"))
     layout = Layout(output)
     try:  # fail early, before any work, when the output cannot be written; replaced at the end
         _write_table(layout.errors, [], schemas.ERRORS)
