@@ -25,7 +25,7 @@ from pipeline import clic, images, results, storage
 from pipeline.training import synthetic
 
 CLIC_DIR = Path(
-    os.environ.get("PRFEVAL_CLIC_DATA", Path(__file__).resolve().parents[3] / "shared/data/clic2021")
+    os.environ.get("PRFEVAL_CLIC_DATA", Path(__file__).resolve().parents[1] / "data" / "clic2021")
 )
 LADDERS = {
     "jpeg": [92, 80, 68, 56, 44, 34, 25, 17, 10, 6],

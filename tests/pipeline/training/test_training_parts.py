@@ -19,7 +19,7 @@ from pipeline.training.config import TrainConfig, learning_rate
 from pipeline.training.triplets import TripletError, read_triplets
 
 CLIC_DIR = Path(
-    os.environ.get("PRFEVAL_CLIC_DATA", Path(__file__).resolve().parents[4] / "shared/data/clic2021")
+    os.environ.get("PRFEVAL_CLIC_DATA", Path(__file__).resolve().parents[2] / "data" / "clic2021")
 )
 
 
