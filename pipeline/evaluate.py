@@ -33,7 +33,7 @@ from pipeline.provenance import git_commit, new_run_id, utc_now, versions
 log = logging.getLogger(__name__)
 
 
-LOAD_CPUS = 1.0  # CPUs reserved by a decode task
+LOAD_CPUS = 0.75  # a decode task; with a write task (0.25) it fits on the CPU the actors leave free
 
 
 def input_blocks(n_groups: int) -> int:
