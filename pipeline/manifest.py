@@ -86,6 +86,20 @@ def _error(ref_id, dist_id, uri, code: str, message: str) -> dict:
     }
 
 
+def _row_errors(df: pd.DataFrame, mask: pd.Series, code: str, what) -> list[dict]:
+    """An errors-table row for each manifest row selected by ``mask`` (row numbers as in the file, header = 1)."""
+    return [
+        _error(
+            df.at[i, "ref_id"],
+            df.at[i, "dist_id"],
+            df.at[i, "dist_uri"],
+            code,
+            f"manifest row {i + 2}: {what(i)}",
+        )
+        for i in df.index[mask]
+    ]
+
+
 def read_manifest(uri: str) -> Manifest:
     """Read and validate a manifest (CSV with a header, or Parquet) from any URI."""
     shown = storage.display(uri)
@@ -122,32 +136,16 @@ def read_manifest(uri: str) -> Manifest:
     if "bytes" in df.columns:
         as_num = pd.to_numeric(df["bytes"], errors="coerce")
         wrong = df["bytes"].notna() & (as_num.isna() | (as_num < 0) | (as_num != as_num.round()))
-        for i in df.index[wrong]:
-            errors.append(
-                _error(
-                    df.at[i, "ref_id"],
-                    df.at[i, "dist_id"],
-                    df.at[i, "dist_uri"],
-                    "bad_value",
-                    f"manifest row {i + 2}: bytes={df.at[i, 'bytes']!r} is not a non-negative integer",
-                )
-            )
+        errors += _row_errors(
+            df, wrong, "bad_value", lambda i: f"bytes={df.at[i, 'bytes']!r} is not a non-negative integer"
+        )
         bad |= wrong
         df["bytes"] = as_num.where(~wrong).astype("Int64")
     else:
         df["bytes"] = pd.array([None] * len(df), dtype="Int64")
     for col in ("ref_id", "dist_id", "ref_uri", "dist_uri", "codec"):
         empty = df[col].isna() | (df[col] == "")
-        for i in df.index[empty & ~bad]:
-            errors.append(
-                _error(
-                    df.at[i, "ref_id"],
-                    df.at[i, "dist_id"],
-                    df.at[i, "dist_uri"],
-                    "missing_value",
-                    f"manifest row {i + 2}: empty {col}",
-                )
-            )
+        errors += _row_errors(df, empty & ~bad, "missing_value", lambda _i, col=col: f"empty {col}")
         bad |= empty
     ids = df["dist_id"].where(df["dist_id"].notna() & (df["dist_id"] != ""))
     dup = ids.notna() & ids.duplicated(keep=False)
