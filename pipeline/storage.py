@@ -133,14 +133,6 @@ def exists(uri: str) -> bool:
     return fs.exists(path)
 
 
-def makedirs(uri: str) -> None:
-    fs, path = filesystem(uri)
-    if is_local(uri):
-        os.makedirs(path, exist_ok=True)
-    else:
-        fs.makedirs(path, exist_ok=True)
-
-
 def listdir(uri: str, suffix: str = "") -> list[str]:
     """Full URIs of the files directly under ``uri`` ending with ``suffix`` (empty when the folder is absent)."""
     fs, path = filesystem(uri)
