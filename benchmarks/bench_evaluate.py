@@ -42,7 +42,7 @@ def _jpeg_decoded(rgb: np.ndarray, q: int) -> tuple[bytes, int]:
 
 def photo_manifest(folder: str, groups: int, side: int, qualities=(10, 25, 45, 70, 90)) -> str:
     """``groups`` references cut from the bundled photos, each with JPEG versions at ``qualities``."""
-    from pipeline.samples import SAMPLES, load_sample
+    from pipeline.image.samples import SAMPLES, load_sample
 
     photos = [load_sample(n) for n in ("astronaut", "coffee", "rocket", "chelsea")]
     del SAMPLES
@@ -104,9 +104,9 @@ def tiny_manifest(folder: str, groups: int, per_group: int = 10) -> str:
 
 def bare_loop(manifest_uri: str, output: str, model: str, threads: int) -> tuple[int, float]:
     """The same work as the pipeline, in one process: load, score from cached features, write."""
-    from pipeline import manifest, pairing, results
-    from pipeline.loading import load_group
-    from pipeline.scoring import PairScorer
+    from pipeline.scoring import manifest, pairing, results
+    from pipeline.scoring.load import load_group
+    from pipeline.scoring.scorer import PairScorer
 
     scorer = PairScorer.load(model, threads=threads)
     start = time.perf_counter()
@@ -133,7 +133,7 @@ def bare_loop(manifest_uri: str, output: str, model: str, threads: int) -> tuple
 def pipeline_run(
     manifest_uri: str, output: str, model: str, actors: int, cpus_per_actor: float | None = None
 ):
-    from pipeline.evaluate import EvaluateConfig, run_evaluate
+    from pipeline.scoring.driver import EvaluateConfig, run_evaluate
 
     cfg = EvaluateConfig(manifest=manifest_uri, output=output, model=model, actors=actors,
                          cpus_per_actor=cpus_per_actor, progress=False)  # fmt: skip
@@ -144,7 +144,7 @@ def pipeline_run(
 
 def memory_run(n: int, model: str) -> None:
     """One manifest size in a fresh process, so the driver's peak RSS is this size's alone."""
-    from pipeline.ray_runtime import ensure_ray
+    from pipeline.runs.ray_runtime import ensure_ray
 
     ensure_ray(num_cpus=os.cpu_count())
     tmp = tempfile.mkdtemp(prefix="prfeval-mem-")
@@ -170,7 +170,7 @@ def main() -> None:
     ap.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
-    from pipeline.ray_runtime import ensure_ray
+    from pipeline.runs.ray_runtime import ensure_ray
 
     if args.memory_run:
         return memory_run(args.memory_run, args.model)

@@ -20,8 +20,8 @@ import statistics
 import tempfile
 import time
 
-from pipeline import samples
 from pipeline.codecs import get_codec, parse_spec
+from pipeline.image import samples
 from pipeline.sweep import run_sweep
 
 SPEC = "jpeg:q=30,60,90 webp:q=30,60,90 avif:q=30,60,90 jp2:ratio=50,20,8 jxl:d=3,1.5,0.8"

@@ -1,6 +1,6 @@
 """`prfeval clic`: the CLIC perceptual track. Triplet CSV in, 0/1 submission CSV out, accuracy against an oracle.
 
-Scoring goes through the evaluate pipeline (:func:`pipeline.evaluate.score_groups`): one group per original, every
+Scoring goes through the evaluate pipeline (:func:`pipeline.scoring.driver.score_groups`): one group per original, every
 image decoded and encoded once however many rows name it, each unordered pair compared once. The work folder
 (``--work``, default ``<output stem>-work`` beside the output) is an ordinary results folder (``images/``,
 ``pairs/``, ``errors/``, ``run.json``), so an interrupted run resumes where it stopped.
@@ -22,7 +22,8 @@ import pandas as pd
 
 from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, ArgumentParser, UsageError, command
 from jobs.scoring_options import add_scoring_options, scoring_config
-from pipeline import clic, storage
+from pipeline import clic
+from pipeline.io import storage
 
 
 def build_parser() -> ArgumentParser:
@@ -76,9 +77,9 @@ def _unscored_rows(triplets: pd.DataFrame, p: np.ndarray, errors: pd.DataFrame, 
 @command
 def main(argv: list[str] | None = None) -> int:
     from model import UnknownModelError
-    from pipeline import results
-    from pipeline.evaluate import OutputConflict, ResourceError, StalledError, run_groups
-    from pipeline.manifest import ManifestError
+    from pipeline.scoring import results
+    from pipeline.scoring.driver import OutputConflict, ResourceError, StalledError, run_groups
+    from pipeline.scoring.manifest import ManifestError
 
     started = time.perf_counter()
     args = build_parser().parse_args(argv)

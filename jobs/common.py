@@ -7,8 +7,8 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 
-from pipeline import storage
-from pipeline.provenance import git_commit, new_run_id, utc_now, versions
+from pipeline.io import storage
+from pipeline.runs.provenance import git_commit, new_run_id, utc_now, versions
 
 __all__ = [
     "EXIT_OK",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, ArgumentParser, UsageError, command
-from pipeline import storage
+from pipeline.io import storage
 
 DEFAULT_SAMPLES = "samples:astronaut,chelsea,coffee,rocket,motorcycle,immunohistochemistry?max_side=384"
 # Four settings per codec: a BD-rate curve needs at least four points.
@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.evaluate import print_summary
     from jobs.report import print_leaderboard
     from pipeline.codecs import SpecError
-    from pipeline.evaluate import EvaluateConfig, run_evaluate
-    from pipeline.ray_runtime import ensure_ray
     from pipeline.report import ReportInputError, ReportOptions, make_report, write
+    from pipeline.runs.ray_runtime import ensure_ray
+    from pipeline.scoring.driver import EvaluateConfig, run_evaluate
     from pipeline.sweep import SweepInputError, run_sweep
 
     args = build_parser().parse_args(argv)

@@ -6,7 +6,8 @@ import sys
 
 from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, ArgumentParser, UsageError, command
 from jobs.scoring_options import add_scoring_options, scoring_config
-from pipeline import pairing, storage
+from pipeline.io import storage
+from pipeline.scoring import pairing
 
 
 def build_parser() -> ArgumentParser:
@@ -45,8 +46,8 @@ def build_parser() -> ArgumentParser:
 @command
 def main(argv: list[str] | None = None) -> int:
     from model import UnknownModelError
-    from pipeline.evaluate import OutputConflict, ResourceError, StalledError, run_evaluate
-    from pipeline.manifest import ManifestError
+    from pipeline.scoring.driver import OutputConflict, ResourceError, StalledError, run_evaluate
+    from pipeline.scoring.manifest import ManifestError
 
     args = build_parser().parse_args(argv)
     roots = args.allow_roots or [storage.parent(args.manifest), args.output]
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     except StalledError as e:
         print(f"prfeval evaluate: stopped: {e}", file=sys.stderr)
         return EXIT_USAGE
-    from pipeline import results, runs
+    from pipeline.runs import registry as runs
+    from pipeline.scoring import results
 
     runs.record(args.registry, results.read_run(cfg.output), results_uri=cfg.output)
     print_summary(summary)

@@ -16,7 +16,8 @@ import textwrap
 import pyarrow as pa
 
 from jobs.common import EXIT_OK, ArgumentParser, UsageError, command
-from pipeline import runs, storage
+from pipeline.io import storage
+from pipeline.runs import registry as runs
 
 FORMATS = ("table", "csv", "json", "parquet")
 

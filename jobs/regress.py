@@ -3,7 +3,7 @@
 Inputs are two ``evaluate`` results folders (``images/`` and ``run.json``), or two manifests, or one of each.
 Their images are matched on (ref_id, codec, setting); every matched pair becomes one 2AFC triplet (reference,
 candidate output, baseline output), scored by PRFNet through the same Ray actor pool as ``evaluate``
-(:func:`pipeline.evaluate.score_groups`), which also measures PSNR, MS-SSIM and bpp of both outputs again. The
+(:func:`pipeline.scoring.driver.score_groups`), which also measures PSNR, MS-SSIM and bpp of both outputs again. The
 statistics and the verdict are :mod:`pipeline.regress`.
 
 Output (``--output``, default: a ``regress/`` folder next to the candidate):
@@ -15,7 +15,7 @@ Output (``--output``, default: a ``regress/`` folder next to the candidate):
 
 Exit codes: 0 no regression, 1 regression, 2 error (bad input, nothing in common, or any failure: a crash is never
 mistaken for a regression). With ``--registry`` (or ``$PRFEVAL_REGISTRY``) the run is appended to the runs
-registry (:mod:`pipeline.runs`), and ``--baseline last-good`` picks the candidate of the latest passing gate.
+registry (:mod:`pipeline.runs.registry`), and ``--baseline last-good`` picks the candidate of the latest passing gate.
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ import pandas as pd
 
 from jobs.common import ArgumentParser, UsageError, command
 from jobs.scoring_options import add_scoring_options, scoring_config
-from pipeline import regress, results, runs, storage
-from pipeline.provenance import utc_now
+from pipeline import regress
+from pipeline.io import storage
+from pipeline.runs import registry as runs
+from pipeline.runs.provenance import utc_now
+from pipeline.scoring import results
 
 LAST_GOOD = "last-good"
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -151,7 +154,7 @@ def _is_results(uri: str) -> bool:
 
 def load_side(name: str, uri: str) -> Side:
     """Read one input: an evaluate results folder, or a manifest (CSV/Parquet)."""
-    from pipeline.manifest import ManifestError, read_manifest
+    from pipeline.scoring.manifest import ManifestError, read_manifest
 
     shown = storage.display(uri)
     try:
@@ -256,8 +259,8 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
     """Match, score (Ray), judge, write the outputs; returns the report."""
     from model import UnknownModelError
     from model.bundled import default_checkpoint
-    from pipeline.evaluate import OutputConflict, ResourceError, run_groups
-    from pipeline.manifest import ManifestError
+    from pipeline.scoring.driver import OutputConflict, ResourceError, run_groups
+    from pipeline.scoring.manifest import ManifestError
 
     started = time.perf_counter()
     th = _thresholds(args)

@@ -7,7 +7,7 @@ Writes ``<output>/report/``: ``index.html`` (self-contained), ``leaderboard.md``
 from __future__ import annotations
 
 from jobs.common import EXIT_OK, ArgumentParser, UsageError, command
-from pipeline import storage
+from pipeline.io import storage
 from pipeline.report.buckets import DEFAULT_SPEC
 from pipeline.report.items import BY_CHOICES
 

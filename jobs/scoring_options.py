@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from jobs.common import UsageError
-from pipeline import images
+from pipeline.image import decoding
 
 
 def add_scoring_options(p: argparse.ArgumentParser, *, unit: str = "reference group") -> None:
@@ -29,7 +29,7 @@ def add_scoring_options(p: argparse.ArgumentParser, *, unit: str = "reference gr
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when present"
     )
     g.add_argument(
-        "--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS, help="decompression-bomb limit"
+        "--max-pixels", type=int, default=decoding.DEFAULT_MAX_PIXELS, help="decompression-bomb limit"
     )
     g.add_argument(
         "--retry-errors", action="store_true", help=f"score again each {unit} that recorded errors"
@@ -45,8 +45,8 @@ def add_scoring_options(p: argparse.ArgumentParser, *, unit: str = "reference gr
 
 
 def scoring_config(args: argparse.Namespace, name: str, argv: list[str] | None, **fields):
-    """An :class:`pipeline.evaluate.EvaluateConfig` from the scoring options plus the command's own ``fields``."""
-    from pipeline.evaluate import EvaluateConfig
+    """An :class:`pipeline.scoring.driver.EvaluateConfig` from the scoring options plus the command's own ``fields``."""
+    from pipeline.scoring.driver import EvaluateConfig
 
     if args.actors < 1:
         raise UsageError("--actors must be at least 1")

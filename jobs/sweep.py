@@ -12,8 +12,9 @@ import argparse
 import sys
 
 from jobs.common import ArgumentParser, UsageError, command, new_run_id
-from pipeline import images, storage
 from pipeline.codecs import DEFAULT_SPEC, SpecError, describe_codecs
+from pipeline.image import decoding
+from pipeline.io import storage
 from pipeline.sweep import EXECUTORS, SweepInputError, SweepSummary, run_sweep
 
 EPILOG = """\
@@ -52,9 +53,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--max-pixels",
         type=_positive_int,
-        default=images.DEFAULT_MAX_PIXELS,
+        default=decoding.DEFAULT_MAX_PIXELS,
         metavar="N",
-        help=f"refuse references larger than N pixels (default {images.DEFAULT_MAX_PIXELS:,})",
+        help=f"refuse references larger than N pixels (default {decoding.DEFAULT_MAX_PIXELS:,})",
     )
     parser.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N references")
     parser.add_argument(

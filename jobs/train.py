@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from jobs.common import EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError, command
-from pipeline import storage
+from pipeline.io import storage
 from pipeline.training.metrics import DEFAULT_BUCKETS
 
 EPILOG = """\

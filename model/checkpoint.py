@@ -2,7 +2,7 @@
 
 The header's ``__metadata__["prfeval"]`` is a JSON object: the registered model name, the config that rebuilds
 the model, the format version, and whatever the writer adds (what it was trained on, measured accuracy, ...).
-Files are read and written through :mod:`pipeline.storage`, so local paths and ``s3://`` (any fsspec URI) both
+Files are read and written through :mod:`pipeline.io.storage`, so local paths and ``s3://`` (any fsspec URI) both
 work.
 
 Nothing here ever unpickles: a pickled PyTorch checkpoint is recognised by its first bytes and refused.
@@ -22,7 +22,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from pipeline import storage
+from pipeline.io import storage
 
 from .registry import UnknownModelError, create_model
 

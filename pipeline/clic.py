@@ -4,7 +4,7 @@ The format (no header): ``OriginalFile,FileA,FileB`` per row; an oracle or a sub
 0 when A is closer to the original than B, 1 otherwise. File names are relative to an images folder.
 
 Everything here is pure (pandas, no Ray, no model): :mod:`jobs.clic` reads the CSV, builds the scoring groups,
-hands them to :func:`pipeline.evaluate.score_groups` and turns the scored pairs back into a submission.
+hands them to :func:`pipeline.scoring.driver.score_groups` and turns the scored pairs back into a submission.
 
 Decisions, stated once:
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline import storage
-from pipeline.manifest import group_key
+from pipeline.io import storage
+from pipeline.scoring.manifest import group_key
 
 COLUMNS = ("original", "file_a", "file_b")
 LABEL = "t"
@@ -118,7 +118,7 @@ def _oriented_pairs(rows: pd.DataFrame) -> list[list[str]]:
 
 
 def build_groups(triplets: pd.DataFrame, images: str, originals: str | None = None) -> list[dict]:
-    """One :func:`pipeline.evaluate.score_groups` record per original, in first-appearance order.
+    """One :func:`pipeline.scoring.driver.score_groups` record per original, in first-appearance order.
 
     ``images`` is the folder of the distorted files, ``originals`` that of the originals (default: ``images``).
     A row whose A and B are the same file needs no model (its ``p_a`` is 0.5 by antisymmetry) and adds no pair.

@@ -3,14 +3,14 @@
 Registration
 ------------
 Every table's Parquet files, from every results folder given (local, ``s3://`` or any fsspec URI), become one
-pyarrow dataset per folder (through :func:`pipeline.storage.arrow_filesystem`, so S3 goes through fsspec and no
+pyarrow dataset per folder (through :func:`pipeline.io.storage.arrow_filesystem`, so S3 goes through fsspec and no
 DuckDB extension is needed — httpfs cannot be downloaded offline), with one schema unified over all files of all
 folders (declared columns first, carried and joined columns after, null-typed columns promoted). The folders'
 datasets are combined into one and registered with DuckDB as an Arrow object: DuckDB scans it lazily, pushing
 projections and filters down, so nothing is loaded up front and a query reads only what it needs. Rows of
 different runs are told apart by ``run_id``.
 
-``runs`` is the runs registry (:mod:`pipeline.runs`) when a registry root is given, else one row per results
+``runs`` is the runs registry (:mod:`pipeline.runs.registry`) when a registry root is given, else one row per results
 folder built from its ``run.json`` with the same columns.
 
 Read-only
@@ -38,7 +38,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipeline import results, runs, storage
+from pipeline.io import storage
+from pipeline.runs import registry as runs
+from pipeline.scoring import results
 
 VIEWS = ("images", "pairs", "errors", "runs")
 _EXPLAIN = re.compile(r"^\s*explain(\s+analy[sz]e)?\s+", re.IGNORECASE)

@@ -5,7 +5,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import storage
+from pipeline.io import storage
 
 
 def test_resolve_relative_against_local_and_s3(tmp_path):

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 
-from pipeline import results, storage
+from pipeline.io import storage
 from pipeline.report.document import Report, ReportInputError, ReportOptions, build
+from pipeline.scoring import results
 
 __all__ = ["Report", "ReportInputError", "ReportOptions", "build", "make_report", "report_dir", "write"]
 

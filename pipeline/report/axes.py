@@ -1,7 +1,7 @@
 """Quality axes of the report (PSNR, MS-SSIM, PRFNet score) and BD-rate against an anchor codec on each.
 
 An axis carries the metadata generic code needs (direction, unit, label); the classic metrics take theirs from
-:data:`pipeline.metrics.METRICS`. The PRFNet score is the image's Bradley–Terry score within its reference group,
+:data:`pipeline.image.metrics.METRICS`. The PRFNet score is the image's Bradley–Terry score within its reference group,
 so it is comparable only between images of one reference — which is all a per-image BD-rate needs.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipeline.metrics import METRICS
+from pipeline.image.metrics import METRICS
 from pipeline.report import items as item_mod
 from pipeline.stats import bdrate
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline import images as image_io
+from pipeline.image import decoding as image_io
 
 PSNR_CAP = 100.0
 CROP = 128

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline import storage
-from pipeline.provenance import utc_now, versions
+from pipeline.io import storage
 from pipeline.report import axes as axes_mod
 from pipeline.report import buckets as buckets_mod
 from pipeline.report import disagreements as dis_mod
 from pipeline.report import leaderboard as lb
 from pipeline.report import plots
 from pipeline.report.items import BY_CHOICES
+from pipeline.runs.provenance import utc_now, versions
 
 FORMAT = "prfeval-report"
 VERSION = 1

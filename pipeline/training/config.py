@@ -7,7 +7,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from pipeline import storage
+from pipeline.io import storage
 from pipeline.training.metrics import DEFAULT_BUCKETS
 from pipeline.training.synthetic import is_synthetic_uri
 

@@ -13,7 +13,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from pipeline import images, storage
+from pipeline.image import decoding
+from pipeline.io import storage
 from pipeline.training import augment
 
 
@@ -30,8 +31,8 @@ class ImageCache:
             self._items.move_to_end(uri)
             return self._items[uri]
         try:
-            img = images.read_image(uri)
-        except images.ImageError as e:
+            img = decoding.read_image(uri)
+        except decoding.ImageError as e:
             raise RuntimeError(f"training image unusable: {e.message}") from None
         self._items[uri] = img
         self._bytes += img.nbytes

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline import storage
-from pipeline.provenance import utc_now, versions
+from pipeline.io import storage
+from pipeline.runs.provenance import utc_now, versions
 from pipeline.training import data, metrics, state, validate
 from pipeline.training.config import TrainConfig, learning_rate
 

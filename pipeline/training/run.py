@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from pipeline import storage
-from pipeline.provenance import new_run_id, utc_now, versions
+from pipeline.io import storage
+from pipeline.runs.provenance import new_run_id, utc_now, versions
 from pipeline.training import metrics, splits, state, synthetic
 from pipeline.training.config import TrainConfig
 from pipeline.training.triplets import TripletError, read_triplets
@@ -260,7 +260,7 @@ def _launch(cfg: TrainConfig, run_id: str, log: Callable[[str], None]) -> None:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from pipeline.ray_runtime import ensure_ray
+    from pipeline.runs.ray_runtime import ensure_ray
     from pipeline.training.loop import train_loop_per_worker
 
     ensure_ray()

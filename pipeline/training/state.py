@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from pipeline import storage
+from pipeline.io import storage
 
 STATE_FILE = "train.json"
 TRIPLETS_FILE = "triplets.parquet"

@@ -32,9 +32,10 @@ from urllib.parse import parse_qs
 import numpy as np
 import pandas as pd
 
-from pipeline import images, storage
-from pipeline.samples import SCHEME as SAMPLES_SCHEME
-from pipeline.samples import SampleError, load_sample, parse_samples_uri
+from pipeline.image import decoding
+from pipeline.image.samples import SCHEME as SAMPLES_SCHEME
+from pipeline.image.samples import SampleError, load_sample, parse_samples_uri
+from pipeline.io import storage
 
 SCHEME = "synthetic:"
 DEFAULT_SIDES = (256, 384, 512)
@@ -190,11 +191,11 @@ def reference_triplets(photo: str, side: int, rgb: np.ndarray, folder: str, seed
     rng = np.random.default_rng([seed, zlib.crc32(photo.encode()), side])
     rungs = codec_rungs(rgb) + classic_rungs(rgb, rng)
     ref_rel = f"images/{name}/reference.png"
-    storage.write_bytes(storage.join(folder, ref_rel), images.encode_png(rgb))
+    storage.write_bytes(storage.join(folder, ref_rel), decoding.encode_png(rgb))
     rel = {}
     for r in rungs:
         rel[id(r)] = f"images/{name}/{r.family}-{r.setting.replace('=', '')}.png"
-        storage.write_bytes(storage.join(folder, rel[id(r)]), images.encode_png(r.rgb))
+        storage.write_bytes(storage.join(folder, rel[id(r)]), decoding.encode_png(r.rgb))
     pixels = rgb.shape[0] * rgb.shape[1]
     rows = []
     for family in dict.fromkeys(r.family for r in rungs):

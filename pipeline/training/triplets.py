@@ -21,7 +21,8 @@ import io
 import numpy as np
 import pandas as pd
 
-from pipeline import clic, storage
+from pipeline import clic
+from pipeline.io import storage
 
 COLUMNS = ["ref_id", "ref_uri", "a_uri", "b_uri", "label", "family", "a_bpp", "b_bpp", "votes", "split"]
 REQUIRED = ("ref_uri", "a_uri", "b_uri", "label")

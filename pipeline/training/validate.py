@@ -1,8 +1,8 @@
 """Scoring held-out triplets the way ``prfeval evaluate`` does, with a model in memory.
 
-Validation images go through the evaluate pipeline's own steps: :func:`pipeline.loading.load_group` reads, checks
+Validation images go through the evaluate pipeline's own steps: :func:`pipeline.scoring.load.load_group` reads, checks
 and tiles each reference with its distorted images on the shared patch grid, and
-:meth:`pipeline.scoring.PairScorer.score` encodes every image once and averages each pair's patch logits. Only the
+:meth:`pipeline.scoring.scorer.PairScorer.score` encodes every image once and averages each pair's patch logits. Only the
 model comes from memory (the one being trained) instead of a checkpoint file, so a validation number is the number
 ``evaluate`` would give with that epoch's checkpoint.
 """
@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.loading import load_group
-from pipeline.manifest import group_key
-from pipeline.scoring import PairScorer
+from pipeline.scoring.load import load_group
+from pipeline.scoring.manifest import group_key
+from pipeline.scoring.scorer import PairScorer
 
 
 def groups(frame: pd.DataFrame) -> list[dict]:

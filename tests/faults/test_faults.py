@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import results, storage
+from pipeline.io import storage
+from pipeline.scoring import results
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import storage
+from pipeline.io import storage
 
 
 def photo(name: str, size: tuple[int, int]) -> np.ndarray:

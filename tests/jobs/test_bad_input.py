@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from jobs import evaluate
-from pipeline import results, storage
+from pipeline.io import storage
+from pipeline.scoring import results
 
 pytestmark = pytest.mark.slow
 

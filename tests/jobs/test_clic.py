@@ -21,7 +21,10 @@ import pytest
 
 from jobs import clic as clic_job
 from model.bundled import default_checkpoint
-from pipeline import clic, images, results, storage
+from pipeline import clic
+from pipeline.image import decoding
+from pipeline.io import storage
+from pipeline.scoring import results
 from pipeline.training import synthetic
 
 CLIC_DIR = Path(
@@ -97,7 +100,7 @@ def distort(rgb: np.ndarray, family: str, level: int, seed: int) -> np.ndarray:
 
 def write_standins(folder: Path, oracle: pd.DataFrame, originals: list[str]) -> dict[str, dict[str, int]]:
     """Stand-in PNGs named as in the CSV; returns each original's strength ranks."""
-    from pipeline.samples import load_sample
+    from pipeline.image.samples import load_sample
 
     photos = [load_sample("chelsea", max_side=384), load_sample("rocket", max_side=384)]
     ranks = {}
@@ -105,13 +108,13 @@ def write_standins(folder: Path, oracle: pd.DataFrame, originals: list[str]) -> 
         photo = photos[k % 2]
         top, left = 30 * (k // 2), 60 + 40 * (k // 2)
         ref = np.ascontiguousarray(photo[top : top + 128, left : left + 128])
-        storage.write_bytes(str(folder / original), images.encode_png(ref))
+        storage.write_bytes(str(folder / original), decoding.encode_png(ref))
         rows = oracle[oracle["original"] == original]
         ranks[original] = strength_ranks(rows)
         family = list(LADDERS)[k % 3]
         for name, rank in ranks[original].items():
             img = distort(ref, family, rank, seed=k * 100 + rank)
-            storage.write_bytes(str(folder / name), images.encode_png(img))
+            storage.write_bytes(str(folder / name), decoding.encode_png(img))
     return ranks
 
 

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from jobs import evaluate
-from pipeline import results, storage
+from pipeline.io import storage
+from pipeline.scoring import results
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from jobs import evaluate
-from pipeline import results
+from pipeline.scoring import results
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image, ImageFilter
 
 from jobs import evaluate, query
-from pipeline import results, storage
+from pipeline.io import storage
+from pipeline.scoring import results
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,9 @@ from PIL import Image, ImageFilter
 
 from jobs import evaluate, query, regress
 from model.bundled import default_checkpoint
-from pipeline import results, runs, storage
+from pipeline.io import storage
+from pipeline.runs import registry as runs
+from pipeline.scoring import results
 
 pytestmark = pytest.mark.slow
 

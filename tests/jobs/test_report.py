@@ -31,8 +31,9 @@ import pandas as pd
 import pytest
 
 from jobs import evaluate, report, sweep
-from pipeline import results, storage
+from pipeline.io import storage
 from pipeline.report.buckets import assign, parse
+from pipeline.scoring import results
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,9 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from jobs import sweep
-from pipeline import samples, schemas, storage
 from pipeline.codecs import get_codec, list_codecs
+from pipeline.image import samples
+from pipeline.io import schemas, storage
 
 SPEC = "jpeg:q=20,50,85 webp:q=20,50,85 avif:q=20,50,85 jp2:ratio=60,25,8 jxl:d=4,2,0.8"
 N_SETTINGS = 15

@@ -17,7 +17,8 @@ import torch
 
 from jobs import train as train_job
 from model import load_checkpoint
-from pipeline import images, storage
+from pipeline.image import decoding
+from pipeline.io import storage
 from pipeline.training import metrics, synthetic, validate
 from pipeline.training.triplets import read_triplets
 
@@ -44,14 +45,14 @@ def make_set(base: str, n_refs: int = 16) -> str:
     for i in range(n_refs):
         ref_id = f"tex{i:02d}"
         ref = texture(i)
-        storage.write_bytes(storage.join(base, ref_id, "ref.png"), images.encode_png(ref))
+        storage.write_bytes(storage.join(base, ref_id, "ref.png"), decoding.encode_png(ref))
         rng = np.random.default_rng(1000 + i)
         for k, sigma in enumerate(BLUR):
             blurred = synthetic.blur(ref, sigma)
             noisy = synthetic.noise(ref, mse(blurred, ref) ** 0.5, rng)
             assert abs(mse(noisy, ref) / mse(blurred, ref) - 1) < 0.1
-            storage.write_bytes(storage.join(base, ref_id, f"blur{k}.png"), images.encode_png(blurred))
-            storage.write_bytes(storage.join(base, ref_id, f"noise{k}.png"), images.encode_png(noisy))
+            storage.write_bytes(storage.join(base, ref_id, f"blur{k}.png"), decoding.encode_png(blurred))
+            storage.write_bytes(storage.join(base, ref_id, f"noise{k}.png"), decoding.encode_png(noisy))
             a, b = ("noise", "blur") if (i + k) % 2 else ("blur", "noise")
             rows.append(
                 {

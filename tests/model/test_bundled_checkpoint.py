@@ -12,7 +12,8 @@ import torch
 
 from model import load_checkpoint, model_info
 from model.bundled import default_checkpoint
-from pipeline import images, storage
+from pipeline.image import decoding
+from pipeline.io import storage
 
 CARD = Path(__file__).resolve().parents[2] / "docs" / "model-card-prfnet-tiny.md"
 TOLERANCE = 0.01  # absolute, on accuracy: codec library versions may shift a decoded pixel here and there
@@ -90,16 +91,16 @@ def test_heldout_accuracy_in_the_card_is_reproduced(shipped, tmp_path):
 @pytest.mark.slow
 def test_evaluate_uses_it_by_default_and_records_its_sha256(ray_local, tmp_path):
     from jobs import evaluate
-    from pipeline import results
     from pipeline.codecs import get_codec
-    from pipeline.samples import load_sample
+    from pipeline.image.samples import load_sample
+    from pipeline.scoring import results
 
     ref = load_sample("coffee", max_side=160)
-    storage.write_bytes(str(tmp_path / "ref.png"), images.encode_png(ref))
+    storage.write_bytes(str(tmp_path / "ref.png"), decoding.encode_png(ref))
     jpeg, rows = get_codec("jpeg"), []
     for q in (15, 50, 90):
         data = jpeg.encode(ref, q)
-        storage.write_bytes(str(tmp_path / f"q{q}.png"), images.encode_png(jpeg.decode(data)))
+        storage.write_bytes(str(tmp_path / f"q{q}.png"), decoding.encode_png(jpeg.decode(data)))
         rows.append(
             {
                 "ref_id": "coffee",

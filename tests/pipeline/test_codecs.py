@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
-from pipeline import samples, schemas
 from pipeline.codecs import DEFAULT_SPEC, REGISTRY, SpecError, get_codec, list_codecs, parse_spec
+from pipeline.image import samples
+from pipeline.io import schemas
 
 CODEC_NAMES = list_codecs()
 

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from pipeline.evaluate import StalledError, rows_with_deadline
+from pipeline.scoring.driver import StalledError, rows_with_deadline
 
 
 def test_rows_pass_through_and_errors_propagate():

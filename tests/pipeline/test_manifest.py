@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import manifest
+from pipeline.scoring import manifest
 
 
 def write(tmp_path, text, name="m.csv"):

@@ -18,8 +18,8 @@ from skimage import data
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio
 
-from pipeline import metrics
-from pipeline.metrics import (
+from pipeline.image import metrics
+from pipeline.image.metrics import (
     METRICS,
     MetricInfo,
     ReferenceStats,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.pairing import Item, pairs
+from pipeline.scoring.pairing import Item, pairs
 
 
 def items(spec):
@@ -37,7 +37,7 @@ def test_unknown_strategy():
 
 
 def test_pairs_by_id_keep_orientation_and_skip_missing():
-    from pipeline.pairing import pairs_by_id
+    from pipeline.scoring.pairing import pairs_by_id
 
     ids = ["b1", "c1", "b2", "c2"]
     assert pairs_by_id(ids, [["b1", "c1"], ["c2", "b2"], ["b3", "c3"], ["b1", "b1"]]) == [(0, 1), (3, 2)]

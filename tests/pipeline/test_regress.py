@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import pairing
 from pipeline import regress as rg
+from pipeline.scoring import pairing
 
 # ---------------------------------------------------------------------------------------------- bootstrap
 

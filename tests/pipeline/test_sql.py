@@ -8,7 +8,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import results, runs, schemas, sql
+from pipeline import sql
+from pipeline.io import schemas
+from pipeline.runs import registry as runs
+from pipeline.scoring import results
 
 
 def write_folder(base, run_id: str, *, extra: dict | None = None, psnr_shift: float = 0.0) -> str:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pipeline import tiling
+from pipeline.image import tiling
 
 
 def test_grid_covers_image_exactly():

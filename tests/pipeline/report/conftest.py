@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from pipeline import results, schemas
+from pipeline.io import schemas
+from pipeline.scoring import results
 
 
 @dataclass

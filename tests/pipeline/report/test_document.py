@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import results
 from pipeline.report import ReportInputError, ReportOptions, make_report, markdown, write
 from pipeline.report.buckets import assign, parse
+from pipeline.scoring import results
 
 OPTIONS = ReportOptions(n_boot=100, seed=3, top_disagreements=3)
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from pipeline.metrics import psnr
+from pipeline.image.metrics import psnr
 from pipeline.stats.bdrate import bd_quality, bd_rate, bd_rate_images, bd_rate_per_image
 
 ANCHOR_RATE = np.array([0.25, 0.5, 0.9, 1.6, 2.8])

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import images, storage
+from pipeline.image import decoding
+from pipeline.io import storage
 from pipeline.training import augment, data, metrics, splits, state, synthetic
 from pipeline.training.config import TrainConfig, learning_rate
 from pipeline.training.triplets import TripletError, read_triplets
@@ -205,7 +206,7 @@ def _write_triplet(folder, size=(40, 48)) -> dict:
     out = {}
     for name, img in (("ref_uri", o), ("a_uri", o // 2), ("b_uri", 255 - o)):
         uri = str(folder / f"{name}.png")
-        storage.write_bytes(uri, images.encode_png(img))
+        storage.write_bytes(uri, decoding.encode_png(img))
         out[name] = uri
     return {**out, "label": 1.0}
 
@@ -329,9 +330,9 @@ def test_synthetic_labels_follow_the_distortion_strength(tmp_path):
     def psnr(x, y):
         return 10 * np.log10(255**2 / max(np.mean((x.astype(float) - y.astype(float)) ** 2), 1e-12))
 
-    ref = images.read_image(df["ref_uri"].iloc[0])
+    ref = decoding.read_image(df["ref_uri"].iloc[0])
     for r in df.itertuples():
-        pa, pb = psnr(ref, images.read_image(r.a_uri)), psnr(ref, images.read_image(r.b_uri))
+        pa, pb = psnr(ref, decoding.read_image(r.a_uri)), psnr(ref, decoding.read_image(r.b_uri))
         assert (pa > pb) == (r.label == 1.0), (r.a_uri, r.b_uri, pa, pb)
     stamp = storage.read_bytes(uri)
     assert synthetic.generate(spec, folder, log=lambda _: None) == uri

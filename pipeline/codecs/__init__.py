@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline import storage
+from pipeline.io import storage
 
 
 class SpecError(ValueError):

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline import storage
+from pipeline.io import storage
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own hard limit (twice its warning threshold)
 

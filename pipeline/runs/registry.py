@@ -8,7 +8,7 @@ The root comes from ``--registry URI`` or the ``PRFEVAL_REGISTRY`` environment v
 nothing is recorded. A record holds the facts of the run's ``run.json`` (counts flattened into ``counts_*``
 columns, the whole dict again as JSON in ``counts_json``, library versions as a JSON string) and never any
 credentials: URIs are shown without embedded user/password and every text is passed through
-:func:`pipeline.storage.redact`.
+:func:`pipeline.io.storage.redact`.
 
 "The last good baseline" (:func:`last_good_baseline`) is the candidate of the most recent finished ``regress``
 run whose verdict was ``pass``: that results folder is what the next night compares against.
@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import schemas, storage
+from pipeline.io import schemas, storage
 
 log = logging.getLogger(__name__)
 

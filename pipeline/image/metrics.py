@@ -1,6 +1,6 @@
 """Classic full-reference metrics on decoded 8-bit RGB images: PSNR, PSNR-Y and MS-SSIM.
 
-Inputs are ``(H, W, 3)`` ``uint8`` RGB arrays of equal shape (what :mod:`pipeline.images` decodes to). Every metric
+Inputs are ``(H, W, 3)`` ``uint8`` RGB arrays of equal shape (what :mod:`pipeline.image.decoding` decodes to). Every metric
 takes the reference either as such an array or as a :class:`ReferenceStats`, which caches what depends only on the
 reference (its float conversion, its luma, its MS-SSIM pyramid with local means and variances), so one reference
 compared with many distorted images is converted once.

@@ -1,6 +1,6 @@
 """The CPU side of a reference group: read, check, measure and tile, ahead of the scoring actors.
 
-:func:`load_group` turns a group record (from :func:`pipeline.manifest.groups`) into a :class:`LoadedGroup`: the
+:func:`load_group` turns a group record (from :func:`pipeline.scoring.manifest.groups`) into a :class:`LoadedGroup`: the
 decoded images cut into the shared patch grid, the classic metrics of every distorted image, and an error row for
 every image that could not be used. Nothing here needs a GPU, so a GPU actor never waits on image decoding.
 """
@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from pipeline import images, metrics, storage, tiling
-from pipeline.manifest import within_roots
+from pipeline.image import decoding, metrics, tiling
+from pipeline.io import storage
+from pipeline.scoring.manifest import within_roots
 
 
 @dataclass
@@ -50,7 +51,7 @@ def load_group(
     *,
     patch: int,
     min_size: int = 32,
-    max_pixels: int | None = images.DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = decoding.DEFAULT_MAX_PIXELS,
     allow_roots: list[str] | None = None,
 ) -> LoadedGroup:
     """Read the reference and its distorted images, check them, compute classic metrics, cut patches."""
@@ -76,8 +77,8 @@ def load_group(
             f"reference {storage.display(group['ref_uri'])} lies outside the allowed locations",
         )
     try:
-        ref = images.read_image(group["ref_uri"], max_pixels=max_pixels)
-    except images.ImageError as e:
+        ref = decoding.read_image(group["ref_uri"], max_pixels=max_pixels)
+    except decoding.ImageError as e:
         return refuse_all(f"reference_{e.code}", f"reference unusable: {e.message}")
     height, width = ref.shape[:2]
     if min(height, width) < min_size:
@@ -100,8 +101,8 @@ def load_group(
             )
             continue
         try:
-            img = images.read_image(uri, max_pixels=max_pixels)
-        except images.ImageError as e:
+            img = decoding.read_image(uri, max_pixels=max_pixels)
+        except decoding.ImageError as e:
             out.errors.append(_error(group, d, uri, e.code, e.message))
             continue
         if img.shape != ref.shape:

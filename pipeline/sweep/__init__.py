@@ -1,7 +1,7 @@
 """Codec sweeps: encode every reference with each codec at each setting, decode, write what `evaluate` needs.
 
 The work for one reference is pure and runs anywhere (:func:`sweep_reference`): read and normalise the reference
-once (the :mod:`pipeline.images` policy), write it as ``refs/<ref>.png``, then for every setting encode, decode,
+once (the :mod:`pipeline.image.decoding` policy), write it as ``refs/<ref>.png``, then for every setting encode, decode,
 write the decoded image and (optionally) the bitstream, and finally write ``parts/<ref>.parquet`` with its manifest
 rows. Tasks write to the output URI themselves; only small metadata goes back to the driver. :func:`run_sweep`
 schedules that work as a Ray Data job (or a plain loop) and writes the tables.
@@ -35,9 +35,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import images, samples, schemas, storage
 from pipeline.codecs import Setting, get_codec, parse_spec
-from pipeline.provenance import new_run_id
+from pipeline.image import decoding, samples
+from pipeline.io import schemas, storage
+from pipeline.runs.provenance import new_run_id
 
 STAGE = "sweep"
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
@@ -164,17 +165,17 @@ def find_references(refs: str, *, limit: int | None = None) -> tuple[list[Refere
     return (found[:limit] if limit else found), ignored
 
 
-def load_reference(ref: Reference, *, max_pixels: int | None = images.DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The reference as (H, W, 3) uint8 RGB following the :mod:`pipeline.images` policy; :class:`ImageError`."""
+def load_reference(ref: Reference, *, max_pixels: int | None = decoding.DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The reference as (H, W, 3) uint8 RGB following the :mod:`pipeline.image.decoding` policy; :class:`ImageError`."""
     if not samples.is_samples_uri(ref.source):
-        return images.read_image(ref.source, max_pixels=max_pixels)
+        return decoding.read_image(ref.source, max_pixels=max_pixels)
     try:
         names, max_side = samples.parse_samples_uri(ref.source)
         rgb = samples.load_sample(names[0], max_side)
     except Exception as e:  # skimage missing, a data file missing from the installation
-        raise images.ImageError("sample", f"{ref.source}: cannot load the bundled photo ({e})") from None
+        raise decoding.ImageError("sample", f"{ref.source}: cannot load the bundled photo ({e})") from None
     if max_pixels is not None and rgb.shape[0] * rgb.shape[1] > max_pixels:
-        raise images.ImageError(
+        raise decoding.ImageError(
             "too_large", f"{ref.source}: refused, larger than the {max_pixels:,}-pixel limit"
         )
     return rgb
@@ -232,7 +233,7 @@ class SweepConfig:
     output: str
     settings: tuple[Setting, ...]
     keep_bitstreams: bool = False
-    max_pixels: int | None = images.DEFAULT_MAX_PIXELS
+    max_pixels: int | None = decoding.DEFAULT_MAX_PIXELS
     run_id: str = ""
 
 
@@ -338,12 +339,12 @@ def sweep_reference(ref: Reference, config: SweepConfig) -> ReferenceResult:
         if todo or not listing.has(Layout.ref_rel(ref)):
             try:
                 rgb = load_reference(ref, max_pixels=config.max_pixels)
-            except images.ImageError as e:
+            except decoding.ImageError as e:
                 result.errors.append(_error(config, ref, e.code, e.message))
                 result.reference_failed = True
                 todo = []
             else:
-                storage.write_bytes(layout.uri(Layout.ref_rel(ref)), images.encode_png(rgb))
+                storage.write_bytes(layout.uri(Layout.ref_rel(ref)), decoding.encode_png(rgb))
                 new_rows = _encode_settings(ref, rgb, todo, config, layout, result)
         ordered = []
         for s in config.settings:
@@ -389,7 +390,7 @@ def _encode_settings(
             message = f"{s.codec} {s.text}: decoded {decoded.shape[1]}x{decoded.shape[0]}, reference {w}x{h}"
             result.errors.append(_error(config, ref, "size_mismatch", message, did))
             continue
-        storage.write_bytes(layout.uri(Layout.dist_rel(ref, s)), images.encode_png(decoded))
+        storage.write_bytes(layout.uri(Layout.dist_rel(ref, s)), decoding.encode_png(decoded))
         bitstream_rel = None
         if config.keep_bitstreams:
             bitstream_rel = Layout.bitstream_rel(ref, s)
@@ -427,7 +428,7 @@ def _sweep_item(item: dict[str, Any], config: SweepConfig) -> dict[str, str]:
 
 
 def _run_ray(references: list[Reference], config: SweepConfig, progress: bool) -> list[ReferenceResult]:
-    from pipeline import ray_runtime
+    from pipeline.runs import ray_runtime
 
     ray_runtime.ensure_ray()
     import ray.data
@@ -507,7 +508,7 @@ def run_sweep(
     output: str,
     *,
     keep_bitstreams: bool = False,
-    max_pixels: int | None = images.DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = decoding.DEFAULT_MAX_PIXELS,
     limit: int | None = None,
     executor: Literal["ray", "local"] = "ray",
     progress: bool = True,

@@ -1,7 +1,7 @@
 """Scoring a reference group with PRFNet: encode each image once, compare every requested pair from the cache.
 
 :class:`PairScorer` is a plain class (no Ray): it loads one model replica in ``__init__`` and scores groups of
-already decoded, already tiled images. The Ray actor of :mod:`pipeline.evaluate` is a thin adapter around it.
+already decoded, already tiled images. The Ray actor of :mod:`pipeline.scoring.driver` is a thin adapter around it.
 
 Per group, with K patches per image on a shared grid:
 

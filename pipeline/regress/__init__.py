@@ -1,7 +1,7 @@
 """`regress`, the pure part: match two runs, build the triplet groups, the statistics, the verdict and its summary.
 
 No Ray and no I/O here: :mod:`jobs.regress` reads the runs, scores the groups through the one scoring path
-(:func:`pipeline.evaluate.score_groups`) and hands the resulting tables back to these functions.
+(:func:`pipeline.scoring.driver.score_groups`) and hands the resulting tables back to these functions.
 
 Matching
 --------
@@ -66,8 +66,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline import storage
-from pipeline.manifest import group_key
+from pipeline.io import storage
+from pipeline.scoring.manifest import group_key
 from pipeline.stats import bdrate
 
 BASELINE, CANDIDATE = "baseline", "candidate"
@@ -305,7 +305,7 @@ def _plain(v):
 
 
 def build_groups(matching: Matching) -> list[dict]:
-    """One scoring group per reference (records of :func:`pipeline.manifest.groups` plus explicit ``pairs``)."""
+    """One scoring group per reference (records of :func:`pipeline.scoring.manifest.groups` plus explicit ``pairs``)."""
     out = []
     for ref_id, g in matching.matched.groupby("ref_id", sort=True):
         dists, pairs = [], []

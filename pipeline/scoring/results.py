@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import schemas, storage
+from pipeline.io import schemas, storage
 
 TABLES = {"images": schemas.IMAGES, "pairs": schemas.PAIRS, "errors": schemas.ERRORS}
 CODEC_KEYS = ("codec", "codec_version")

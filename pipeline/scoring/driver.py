@@ -5,10 +5,10 @@ The stages, each a plain function or class with a thin Ray adapter:
 1. the driver reads and validates the manifest, groups it by reference (one row per group, so no shuffle is
    needed) and leaves out groups already finished in the output folder;
 2. ``load`` (CPU tasks): read through fsspec, decode, check sizes, classic metrics, cut patches
-   (:mod:`pipeline.loading`) — ahead of the actors, so a GPU never waits on image decoding;
+   (:mod:`pipeline.scoring.load`) — ahead of the actors, so a GPU never waits on image decoding;
 3. ``score`` (actor pool, one PRFNet replica per actor, GPU when the node has one): encode each image once,
-   compare every requested pair from the cached features (:mod:`pipeline.scoring`);
-4. ``write`` (CPU tasks): the group's images/pairs/errors Parquet files (:mod:`pipeline.results`).
+   compare every requested pair from the cached features (:mod:`pipeline.scoring.scorer`);
+4. ``write`` (CPU tasks): the group's images/pairs/errors Parquet files (:mod:`pipeline.scoring.results`).
 
 Only the checkpoint's URI is sent to actors, never the weights.
 """
@@ -27,8 +27,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from pipeline import images, manifest, pairing, results, storage
-from pipeline.provenance import git_commit, new_run_id, utc_now, versions
+from pipeline.image import decoding
+from pipeline.io import storage
+from pipeline.runs.provenance import git_commit, new_run_id, utc_now, versions
+from pipeline.scoring import manifest, pairing, results
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +123,7 @@ class EvaluateConfig:
     patch: int | None = None
     precision: str = "fp32"
     device: str = "auto"
-    max_pixels: int | None = images.DEFAULT_MAX_PIXELS
+    max_pixels: int | None = decoding.DEFAULT_MAX_PIXELS
     allow_roots: list[str] | None = None
     retry_errors: bool = False
     stall_timeout: float | None = 900.0
@@ -157,8 +159,8 @@ class OutputConflict(ValueError):
 
 
 def load_stage(row: dict, *, patch: int, min_size: int, max_pixels, allow_roots) -> dict:
-    """Ray ``map`` adapter of :func:`pipeline.loading.load_group`: decoded patches travel as raw bytes."""
-    from pipeline.loading import LoadedGroup, load_group
+    """Ray ``map`` adapter of :func:`pipeline.scoring.load.load_group`: decoded patches travel as raw bytes."""
+    from pipeline.scoring.load import LoadedGroup, load_group
 
     group = json.loads(row["group"])
     try:
@@ -180,11 +182,11 @@ def load_stage(row: dict, *, patch: int, min_size: int, max_pixels, allow_roots)
 
 
 class ScoreActor:
-    """Ray actor adapter of :class:`pipeline.scoring.PairScorer`: one model replica, one group per call."""
+    """Ray actor adapter of :class:`pipeline.scoring.scorer.PairScorer`: one model replica, one group per call."""
 
     def __init__(self, *, model: str, checkpoint: str | None, device: str, precision: str, batch_size, threads,
                  pairs: str, match_tolerance: float):  # fmt: skip
-        from pipeline.scoring import PairScorer
+        from pipeline.scoring.scorer import PairScorer
 
         self.scorer = PairScorer.load(
             model, checkpoint, device=device, precision=precision, batch_size=batch_size, threads=threads
@@ -225,7 +227,7 @@ class ScoreActor:
 
 
 def write_stage(row: dict, *, output: str, run_id: str, codec_table) -> dict:
-    """Ray ``map`` adapter of :func:`pipeline.results.write_group`; returns the group's counts."""
+    """Ray ``map`` adapter of :func:`pipeline.scoring.results.write_group`; returns the group's counts."""
     meta = json.loads(row["meta"])
     pairs = [tuple(p) for p in meta["pairs"]]
     tables = results.group_tables(
@@ -313,14 +315,14 @@ def score_groups(
     min_size: int,
     summary: EvaluateSummary,
 ) -> EvaluateSummary:
-    """Run load -> score -> write on Ray Data for ``groups`` (records of :func:`pipeline.manifest.groups`).
+    """Run load -> score -> write on Ray Data for ``groups`` (records of :func:`pipeline.scoring.manifest.groups`).
 
     A group may carry ``pairs``: an explicit list of ``[a_id, b_id]`` to score instead of ``cfg.pairs``. Counts
     are added to ``summary``. This is the one scoring path of prfeval; ``evaluate`` and ``regress`` both use it.
     """
     import ray
 
-    from pipeline.ray_runtime import data_context, ensure_ray
+    from pipeline.runs.ray_runtime import data_context, ensure_ray
 
     ensure_ray()
     data_context(progress=cfg.progress)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from pipeline import schemas, storage
+from pipeline.io import schemas, storage
 
 MANIFEST_COLUMNS = [f.name for f in schemas.MANIFEST]
 

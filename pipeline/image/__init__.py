@@ -1,0 +1,4 @@
+"""Images as arrays: decoding bytes to RGB (limits, conversions), cutting the shared patch grid, the classic
+full-reference metrics (PSNR, MS-SSIM, ...) and the bundled sample photos. Pure numpy and Pillow: no Ray, no
+model, no manifests; scoring and the codec sweep build on it.
+"""
