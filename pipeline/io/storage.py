@@ -100,6 +100,55 @@ def canonical(uri: str) -> str:
     return f"{scheme.lower()}://{posixpath.normpath(rest).rstrip('/')}"
 
 
+class OutsideRoots(PermissionError):
+    """A location that resolves outside the locations the user allowed."""
+
+
+def real(uri: str) -> str:
+    """What ``uri`` names once resolved: a local path absolute with every symlink followed (at every level), a
+    remote URI normalised (``..`` folded; object stores have no links). Raises ``ValueError`` for a local path that
+    cannot name a file (a NUL byte in it)."""
+    if is_local(uri):
+        path = _strip_file(uri)
+        if "\x00" in path:
+            raise ValueError("the path contains a NUL byte")
+        return os.path.realpath(path)
+    return canonical(uri)
+
+
+def within_roots(uri: str, roots: Iterable[str]) -> bool:
+    """True when what ``uri`` resolves to lies under one of ``roots`` (resolved the same way).
+
+    The check is on the resolved location, not on how the URI is spelled: a symlink inside an allowed folder that
+    points elsewhere, or a ``..`` that climbs out, is outside."""
+    try:
+        target = real(uri)
+    except (ValueError, OSError):
+        return False
+    for root in roots:
+        try:
+            r = real(root)
+        except (ValueError, OSError):
+            continue
+        if protocol(r) != protocol(target) and not (is_local(r) and is_local(target)):
+            continue
+        if target == r or r in ("/", "") or target.startswith(r.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def confine(uri: str, roots: Iterable[str] | None) -> str:
+    """The location to read for ``uri``: its resolved form (:func:`real`) when ``roots`` allow it, else
+    :class:`OutsideRoots`. With ``roots`` None nothing is checked and ``uri`` is returned as given. Reading the
+    resolved path, not the spelled one, means the file opened is the file checked."""
+    if roots is None:
+        return uri
+    roots = list(roots)
+    if not within_roots(uri, roots):
+        raise OutsideRoots(f"{display(uri)!r} lies outside the allowed locations")
+    return real(uri)
+
+
 def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
     with fs.open(path, "rb") as f:
