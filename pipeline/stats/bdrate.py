@@ -35,13 +35,14 @@ Per curve, in this order:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.interpolate import PchipInterpolator
+
+from pipeline.stats import bootstrap
 
 MIN_POINTS = 4
 
@@ -252,8 +253,8 @@ def bd_rate_per_image(
     ``df`` has one row per encoded image (the ``images`` results table). For each reference image the codec's
     curve is compared with the anchor's (:func:`bd_rate`); the codec's BD-rate is the arithmetic mean of the
     per-image percentages over the images where it is computable (the usual "average of per-image BD-rates").
-    The interval resamples reference images with replacement (the same draw for every codec, so codecs stay
-    comparable) and takes the ``alpha/2``, ``1 - alpha/2`` percentiles of the mean.
+    The interval is the cluster bootstrap of :mod:`pipeline.stats.bootstrap` over reference images (the same
+    draws for every codec, so codecs stay comparable): the ``alpha/2``, ``1 - alpha/2`` percentiles of the mean.
 
     One row per codec (anchor excluded), best (most negative) first, columns: ``codec``, ``bd_rate``, ``ci_low``,
     ``ci_high``, ``median``, ``n_images`` (used), ``n_skipped``, ``reasons`` ("reason: count; …" for the skipped
@@ -273,16 +274,13 @@ def bd_rate_per_image(
     codecs = [c for c in pd.unique(df[codec_col]) if c != anchor]
     wide = per_image.pivot(index="image", columns="codec", values="bd_rate").reindex(columns=codecs)
     values = wide.to_numpy(dtype=np.float64)  # (images, codecs), NaN where not computable
-    rng = np.random.default_rng(seed)
-    n_images = values.shape[0]
     low = high = np.full(len(codecs), np.nan)
-    if n_images and n_boot > 0:
-        draws = rng.integers(0, n_images, size=(n_boot, n_images))
-        sampled = values[draws]  # (n_boot, images, codecs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # codecs never computable: all-NaN slices
-            means = np.nanmean(sampled, axis=1)
-            low, high = np.nanpercentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
+    if len(values) and len(codecs) and n_boot > 0:
+        # one draw of images for every codec (columns share the replicates), so codecs stay comparable
+        ivs = bootstrap.cluster_bootstrap(
+            values, np.arange(len(values)), n_boot=n_boot, alpha=alpha, seed=seed
+        )
+        low, high = np.array([iv.low for iv in ivs]), np.array([iv.high for iv in ivs])
     rows = []
     for k, codec in enumerate(codecs):
         mine = per_image[per_image["codec"] == codec]

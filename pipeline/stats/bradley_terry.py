@@ -27,7 +27,8 @@ a batched Newton iteration on these pair statistics.
 Bootstrap
 ---------
 Comparisons sharing a reference image are correlated (the same content favours the same codec), so the bootstrap
-resamples clusters (reference images) with replacement, not comparisons, refits, and reports percentile intervals.
+resamples clusters (reference images) with replacement, not comparisons (the draws of
+:mod:`pipeline.stats.bootstrap`), refits, and reports percentile intervals.
 An item absent from a replicate (none of its clusters drawn) has no score in that replicate; intervals use the
 replicates where it is present. ``rank = 1 + number of items whose lower bound is above this item's upper bound``.
 """
@@ -42,6 +43,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.special import expit, log_expit
+
+from pipeline.stats import bootstrap as bootstrap_mod
 
 DEFAULT_PRIOR = 0.01
 _TOL = 1e-10
@@ -324,13 +327,12 @@ def bootstrap_samples(
 ) -> tuple[list[Hashable], np.ndarray]:
     """Cluster-bootstrap replicates of the scores: ``(items, samples)`` with samples of shape ``(n_boot, n_items)``.
 
-    Each replicate draws as many clusters as there are, with replacement, and refits on their comparisons (a
-    cluster drawn k times counts k times). Entries are NaN where an item has no comparison in the replicate; each
+    Each replicate is a draw of :mod:`pipeline.stats.bootstrap` (as many clusters as there are, with replacement;
+    a cluster drawn k times counts k times) and refits on the drawn clusters' comparisons. Entries are NaN where an item has no comparison in the replicate; each
     row is centred to mean 0 over the items present.
     """
     prior = _check_prior(prior)
-    if n_boot < 1:
-        raise ValueError("n_boot must be >= 1")
+    bootstrap_mod.check(n_boot)
     c = _prepare(a, b, p_a, items, weights)
     cl = np.asarray(clusters, dtype=object) if not isinstance(clusters, np.ndarray) else clusters
     if cl.shape != c.p.shape:
@@ -338,8 +340,8 @@ def bootstrap_samples(
     n = len(c.items)
     if len(c.p) == 0:
         return c.items, np.full((n_boot, n), np.nan)
-    cluster_codes, _ = pd.factorize(pd.Series(cl), sort=False)
-    n_clusters = int(cluster_codes.max()) + 1
+    cluster_codes, labels = bootstrap_mod.cluster_codes(cl)
+    n_clusters = len(labels)
     pairs, sign = _pair_index(c)
     n_pairs = len(pairs.i)
     p_first = np.where(sign > 0, c.p, 1.0 - c.p)
@@ -351,8 +353,7 @@ def bootstrap_samples(
         (np.ones(2 * len(c.p)), (np.concatenate([cluster_codes] * 2), np.concatenate([c.ia, c.ib]))),
         shape=(n_clusters, n),
     )
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=n_boot).astype(np.float64)
+    draws = bootstrap_mod.cluster_counts(n_clusters, n_boot, seed)
     samples = np.empty((n_boot, n))
     chunk = max(1, _CHUNK_ENTRIES // max(1, n * n))
     for start in range(0, n_boot, chunk):
@@ -396,8 +397,7 @@ def bootstrap(
     ``win_rate``, ``n_comparisons``, ``n_clusters`` (clusters the item appears in). ``attrs`` records n_boot,
     alpha, seed and prior.
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    bootstrap_mod.check(n_boot, alpha)
     a, b, p = comparisons[a_col].to_numpy(), comparisons[b_col].to_numpy(), comparisons[p_col].to_numpy()
     w = comparisons[weight_col].to_numpy() if weight_col is not None else None
     clusters = comparisons[cluster_col].to_numpy()
@@ -405,9 +405,9 @@ def bootstrap(
     _, samples = bootstrap_samples(
         a, b, p, clusters, items=point.items, weights=w, prior=prior, n_boot=n_boot, seed=seed
     )
+    low, high = bootstrap_mod.percentiles(samples, alpha)  # NaN for items never compared
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: items never compared
-        low, high = np.nanpercentile(samples, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
         se = np.nanstd(samples, axis=0, ddof=1)
     n_clusters = (
         pd.concat(
