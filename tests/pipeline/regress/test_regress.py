@@ -1,9 +1,10 @@
-"""The pure part of `regress`: cluster bootstrap, run matching, triplet groups, statistics, criteria, verdict."""
+"""The pure part of `regress`: run matching, triplet groups, statistics, criteria, verdict, regress.md/json."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,104 +12,6 @@ import pytest
 
 from pipeline import regress as rg
 from pipeline.scoring import pairing
-
-# ---------------------------------------------------------------------------------------------- bootstrap
-
-
-def naive_cluster_bootstrap(values, clusters, n_boot, alpha, seed):
-    """Independent reference: loop over replicates, draw cluster labels, concatenate their values."""
-    rng = np.random.default_rng(seed)
-    labels = sorted(set(clusters))
-    by = {c: values[np.asarray(clusters) == c] for c in labels}
-    means = []
-    for _ in range(n_boot):
-        drawn = rng.choice(len(labels), size=len(labels), replace=True)
-        means.append(np.concatenate([by[labels[i]] for i in drawn]).mean())
-    return np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-
-
-def test_known_worse_gives_an_interval_below_half():
-    rng = np.random.default_rng(1)
-    refs = np.repeat(np.arange(40), 5)
-    p = np.clip(0.35 + rng.normal(0, 0.05, 40)[refs] + rng.normal(0, 0.03, len(refs)), 0, 1)
-    (iv,) = rg.cluster_bootstrap(p, refs, n_boot=2000, seed=0)
-    assert iv.high < 0.5
-    assert iv.low < iv.mean < iv.high
-    assert iv.mean == pytest.approx(p.mean(), abs=1e-12)
-    assert (iv.n, iv.n_clusters) == (200, 40)
-
-
-def test_identical_outputs_give_exactly_half():
-    (iv,) = rg.cluster_bootstrap(np.full(30, 0.5), np.repeat(np.arange(10), 3), n_boot=500)
-    assert iv.low == iv.mean == iv.high == 0.5
-
-
-def test_interval_matches_a_naive_implementation():
-    rng = np.random.default_rng(7)
-    refs = np.repeat([f"r{i}" for i in range(25)], 4)
-    v = 0.5 + rng.normal(0, 0.08, 25)[np.repeat(np.arange(25), 4)] + rng.normal(0, 0.02, 100)
-    (iv,) = rg.cluster_bootstrap(v, refs, n_boot=20000, alpha=0.1, seed=3)
-    lo, hi = naive_cluster_bootstrap(v, list(refs), 20000, 0.1, seed=11)
-    assert iv.low == pytest.approx(lo, abs=0.004)
-    assert iv.high == pytest.approx(hi, abs=0.004)
-
-
-def test_null_coverage_is_close_to_nominal():
-    """Under no change (per-reference effects with mean 0.5) the 90% interval covers 0.5 about 90% of the time."""
-    rng = np.random.default_rng(0)
-    covered = 0
-    trials = 300
-    refs = np.repeat(np.arange(30), 3)
-    for t in range(trials):
-        v = 0.5 + rng.normal(0, 0.05, 30)[refs] + rng.normal(0, 0.02, 90)
-        (iv,) = rg.cluster_bootstrap(v, refs, n_boot=1000, alpha=0.1, seed=t)
-        covered += iv.low <= 0.5 <= iv.high
-    assert 0.82 <= covered / trials <= 0.96
-
-
-def test_resampling_references_not_rows_widens_correlated_intervals():
-    rng = np.random.default_rng(2)
-    refs = np.repeat(np.arange(20), 10)
-    v = 0.5 + rng.normal(0, 0.1, 20)[refs] + rng.normal(0, 0.01, 200)
-    (by_ref,) = rg.cluster_bootstrap(v, refs, n_boot=2000)
-    (by_row,) = rg.cluster_bootstrap(v, np.arange(200), n_boot=2000)
-    assert (by_ref.high - by_ref.low) > 2.5 * (by_row.high - by_row.low)
-
-
-def test_seeded_order_invariant_and_columns_share_draws():
-    rng = np.random.default_rng(4)
-    refs = np.repeat(np.arange(12), 3)
-    v = rng.normal(size=(36, 2))
-    a = rg.cluster_bootstrap(v, refs, n_boot=800, seed=5)
-    b = rg.cluster_bootstrap(v, refs, n_boot=800, seed=5)
-    order = rng.permutation(36)
-    c = rg.cluster_bootstrap(v[order], refs[order], n_boot=800, seed=5)
-    assert a == b
-    for x, y in zip(a, c, strict=True):
-        assert (x.low, x.high) == pytest.approx((y.low, y.high), abs=1e-12)
-    (single,) = rg.cluster_bootstrap(v[:, 1], refs, n_boot=800, seed=5)
-    assert (single.low, single.high) == pytest.approx((a[1].low, a[1].high), abs=1e-12)
-    assert rg.cluster_bootstrap(v, refs, n_boot=800, seed=6)[0] != a[0]
-
-
-def test_non_finite_values_are_left_out_per_column():
-    refs = np.array([0, 0, 1, 1, 2, 2])
-    v = np.array(
-        [[0.4, np.nan], [0.6, np.nan], [np.nan, np.nan], [0.2, np.nan], [0.3, np.nan], [np.inf, np.nan]]
-    )
-    iv, empty = rg.cluster_bootstrap(v, refs, n_boot=200)
-    assert iv.mean == pytest.approx(np.mean([0.4, 0.6, 0.2, 0.3]))
-    assert (iv.n, iv.n_clusters) == (4, 3)
-    assert empty.n == 0 and math.isnan(empty.mean) and math.isnan(empty.low)
-
-
-def test_bootstrap_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="alpha"):
-        rg.cluster_bootstrap([0.5], [0], alpha=1.5)
-    with pytest.raises(ValueError, match="one label per value"):
-        rg.cluster_bootstrap([0.5, 0.4], [0])
-    assert math.isnan(rg.cluster_bootstrap([], [])[0].mean)
-
 
 # ---------------------------------------------------------------------------------------------- matching
 
@@ -456,3 +359,39 @@ def test_thresholds_are_validated():
     with pytest.raises(ValueError, match="rate_margin"):
         rg.Thresholds(rate_margin=-0.1)
     assert rg.Thresholds(margin=0.05).p_threshold == pytest.approx(0.45)
+
+
+# ---------------------------------------------------------------------------------------------- regress.md
+
+
+def _unescaped_pipes(line: str) -> int:
+    return len(re.findall(r"(?<!\\)\|", line))
+
+
+def test_names_from_the_data_are_escaped_in_regress_md():
+    evil_codec, evil_setting = "x|y<script>", "q*1`_[2]\nz"
+    settings = {evil_codec: [f"{evil_setting}{k}" for k in range(4)], "jpeg": ["q=20", "q=40"]}
+    rep = scenario(
+        settings,
+        cand_quality=lambda codec, setting, k: (28.0 + 3 * k, 0.94 + 0.01 * k),
+        drop={("r00", evil_codec, f"{evil_setting}0")},
+    )
+    md = rep.to_markdown()
+    assert rep.regression and "<script" not in md and evil_codec not in md
+    assert r"x\|y&lt;script&gt;" in md and r"q\*1\`\_\[2\] z0" in md
+    assert "`jpeg` (all): psnr: PSNR" in md  # names that need no escaping keep their code span
+    lines = md.splitlines()
+    for k, line in enumerate(lines):
+        if line.startswith("|") and k + 1 < len(lines) and lines[k + 1].startswith("|-"):
+            width = _unescaped_pipes(line)
+            rows = []
+            for r in lines[k + 2 :]:
+                if not r.startswith("|"):
+                    break
+                rows.append(r)
+            assert rows and all(_unescaped_pipes(r) == width for r in rows)
+            assert any(r"x\|y&lt;script&gt;" in r for r in rows)
+    bullets = [line for line in lines if line.startswith("- ") and "x" in line and "script" in line]
+    assert bullets and all(r"x\|y&lt;script&gt;" in b for b in bullets)
+    doc = json.loads(rg.to_json(rep))
+    assert evil_codec in {r["codec"] for r in doc["codecs"]}  # the JSON keeps the names as they are
