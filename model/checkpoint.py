@@ -2,8 +2,8 @@
 
 The header's ``__metadata__["prfeval"]`` is a JSON object: the registered model name, the config that rebuilds
 the model, the format version, and whatever the writer adds (what it was trained on, measured accuracy, ...).
-Files are read and written through :mod:`pipeline.io.storage`, so local paths and ``s3://`` (any fsspec URI) both
-work.
+Files are read and written with fsspec, so local paths, ``file://`` and ``s3://`` (any fsspec URI) all work; S3
+endpoints and credentials come from the standard AWS environment, and messages never show credentials.
 
 Nothing here ever unpickles: a pickled PyTorch checkpoint is recognised by its first bytes and refused.
 """
@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import struct
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +25,6 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from pipeline.io import storage
-
 from .registry import UnknownModelError, create_model
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "CheckpointError",
     "checkpoint_sha256",
     "load_checkpoint",
+    "read_safetensors_header",
     "save_checkpoint",
 ]
 
@@ -77,7 +79,7 @@ def save_checkpoint(model: nn.Module, uri: str, metadata: Mapping[str, Any] | No
         raise CheckpointError(f"checkpoint metadata must be JSON-serialisable: {e}") from None
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     data = st_save(tensors, metadata={METADATA_KEY: header_json})
-    storage.write_bytes(uri, data)
+    _write(uri, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -95,9 +97,9 @@ def load_checkpoint(
     checkpoint of another model than ``expected_model``, or weights that do not fit the recorded config.
     """
     data = _read(uri)
-    where = storage.display(uri)
+    where = _display(uri)
     sha = hashlib.sha256(data).hexdigest()
-    header = _parse_header(data, where)
+    header = read_safetensors_header(data, where)
     meta = _prfeval_metadata(header, where)
 
     name = meta.get("model")
@@ -129,15 +131,63 @@ def load_checkpoint(
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
+_LOCAL = re.compile(r"^(file|local)://")
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s:]+(:[^/@\s]*)?@")
+
+
+def _display(text: str) -> str:
+    """``text`` (a URI or a message naming one) without the ``user:secret@`` part of any URI in it."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+def _local_path(uri: str) -> str | None:
+    """The file-system path of a local path or ``file://`` URI; None for any other scheme."""
+    if _LOCAL.match(uri):
+        return _LOCAL.sub("", uri)
+    return None if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", uri) else uri
+
+
+def _remote(uri: str):
+    """The fsspec filesystem and path of a remote URI; S3 honours ``AWS_ENDPOINT_URL(_S3)`` when set."""
+    import fsspec
+
+    options: dict[str, Any] = {}
+    if uri.lower().startswith(("s3://", "s3a://")):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            options["client_kwargs"] = {"endpoint_url": endpoint}
+    return fsspec.core.url_to_fs(uri, **options)
+
+
 def _read(uri: str) -> bytes:
     try:
-        return storage.read_bytes(uri)
+        path = _local_path(uri)
+        if path is not None:
+            with open(path, "rb") as f:
+                return f.read()
+        fs, remote = _remote(uri)
+        with fs.open(remote, "rb") as f:
+            return f.read()
     except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {storage.display(uri)}") from None
+        raise CheckpointError(f"checkpoint not found: {_display(uri)}") from None
     except (IsADirectoryError, PermissionError, OSError) as e:
-        raise CheckpointError(
-            f"cannot read checkpoint {storage.display(uri)}: {storage.redact(str(e))}"
-        ) from None
+        raise CheckpointError(f"cannot read checkpoint {_display(uri)}: {_display(str(e))}") from None
+
+
+def _write(uri: str, data: bytes) -> None:
+    """Write the file whole: a local file appears at once (temp file + rename); an object store PUT is atomic."""
+    path = _local_path(uri)
+    if path is None:
+        fs, remote = _remote(uri)
+        with fs.open(remote, "wb") as f:
+            f.write(data)
+        return
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def _looks_pickled(data: bytes) -> bool:
@@ -147,8 +197,12 @@ def _looks_pickled(data: bytes) -> bool:
     ] == b"PK\x03\x04"
 
 
-def _parse_header(data: bytes, where: str) -> dict[str, Any]:
-    """The safetensors JSON header: an 8-byte little-endian length, then that many bytes of JSON."""
+def read_safetensors_header(data: bytes, where: str = "safetensors file") -> dict[str, Any]:
+    """The JSON header of the safetensors file ``data``: an 8-byte little-endian length, then that much JSON.
+
+    The header maps tensor names to their dtype, shape and byte range, and ``__metadata__`` to a string->string
+    mapping. Raises :class:`CheckpointError` (naming ``where``) for a pickle, a truncated or corrupt file.
+    """
     n = struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else None
     plausible = n is not None and n <= _MAX_HEADER and data[8:9] == b"{"
     if not plausible and _looks_pickled(data):

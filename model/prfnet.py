@@ -375,7 +375,7 @@ def prfnet(**overrides: Any) -> PRFNet:
     return _create_prfnet("prfnet", **overrides)
 
 
-@register_model("prfnet-tiny", info=_info("prfnet-tiny"))
+@register_model("prfnet-tiny", info=_info("prfnet-tiny"), weights="prfnet-tiny.safetensors")
 def prfnet_tiny(**overrides: Any) -> PRFNet:
     """The same design at CPU demo size: one SE-Res2Net bottleneck a stage, 128-px patches (0.77M params)."""
     return _create_prfnet("prfnet-tiny", **overrides)

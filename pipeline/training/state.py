@@ -15,13 +15,13 @@ moment resumes from the last epoch it finished.
 from __future__ import annotations
 
 import json
-import struct
 from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from model.checkpoint import read_safetensors_header
 from pipeline.io import storage
 
 STATE_FILE = "train.json"
@@ -71,8 +71,7 @@ def load_optimizer(optimizer: torch.optim.Optimizer, uri: str, device: torch.dev
     """Restore what :func:`save_optimizer` wrote into an optimizer built over the same parameters."""
     data = storage.read_bytes(uri)
     tensors = st_load(data)
-    (n,) = struct.unpack("<Q", data[:8])  # safetensors: 8-byte header length, then the JSON header
-    meta = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
+    meta = read_safetensors_header(data, storage.display(uri)).get("__metadata__") or {}
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         _, idx, name = key.split(".", 2)

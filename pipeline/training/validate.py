@@ -15,54 +15,46 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.io.records import DistortedImage, ReferenceGroup, group_key
 from pipeline.scoring.load import load_group
-from pipeline.scoring.manifest import group_key
 from pipeline.scoring.scorer import PairScorer
 
 
-def groups(frame: pd.DataFrame) -> list[dict]:
-    """One scoring group per reference image (``ref_uri``): its distinct distorted images and the row indices."""
+def groups(frame: pd.DataFrame) -> list[tuple[ReferenceGroup, list[int]]]:
+    """One scoring group per reference image (``ref_uri``) with its distinct distorted images, and its row indices.
+
+    The group's ``pairs`` are the rows' (A, B) in row order.
+    """
     out = []
     for ref_uri, rows in frame.groupby("ref_uri", sort=True):
         uris = list(dict.fromkeys([*rows["a_uri"], *rows["b_uri"]]))
-        out.append(
-            {
-                "ref_id": str(rows["ref_id"].iloc[0]),
-                "ref_uri": ref_uri,
-                "key": group_key(ref_uri),
-                "dists": [
-                    {
-                        "dist_id": u,
-                        "dist_uri": u,
-                        "codec": "unknown",
-                        "codec_version": None,
-                        "setting": None,
-                        "bytes": None,
-                        "extras": {},
-                    }
-                    for u in uris
-                ],
-                "rows": [int(i) for i in rows.index],
-                "pairs": [[a, b] for a, b in zip(rows["a_uri"], rows["b_uri"], strict=True)],
-            }
+        group = ReferenceGroup(
+            ref_id=str(rows["ref_id"].iloc[0]),
+            ref_uri=ref_uri,
+            key=group_key(ref_uri),
+            dists=[DistortedImage(dist_id=u, dist_uri=u, codec="unknown") for u in uris],
+            pairs=[[a, b] for a, b in zip(rows["a_uri"], rows["b_uri"], strict=True)],
         )
+        out.append((group, [int(i) for i in rows.index]))
     return out
 
 
 def score_group(
-    scorer: PairScorer, group: dict, *, patch: int, min_size: int
-) -> tuple[list[int], np.ndarray]:
+    scorer: PairScorer, group: ReferenceGroup, rows: list[int], *, patch: int, min_size: int
+) -> np.ndarray:
     """The mean patch logit of each of a group's rows (NaN where an image could not be used; 0 when A is B)."""
     loaded = load_group(group, patch=patch, min_size=min_size)
-    index = {d["dist_id"]: i for i, d in enumerate(loaded.dists)}
-    logits = np.full(len(group["rows"]), np.nan)
-    todo = [(k, index[a], index[b]) for k, (a, b) in enumerate(group["pairs"]) if a in index and b in index]
+    index = {d.dist_id: i for i, d in enumerate(loaded.dists)}
+    logits = np.full(len(rows), np.nan)
+    todo = [
+        (k, index[a], index[b]) for k, (a, b) in enumerate(group.pairs or []) if a in index and b in index
+    ]
     same = [k for k, i, j in todo if i == j]
     todo = [(k, i, j) for k, i, j in todo if i != j]
-    if todo and loaded.patches is not None:
+    if todo and loaded.dists:
         logits[[k for k, _, _ in todo]] = scorer.score(loaded.patches, [(i, j) for _, i, j in todo])
     logits[same] = 0.0
-    return group["rows"], logits
+    return logits
 
 
 def score_frame(
@@ -83,8 +75,8 @@ def score_frame(
     was_training = model.training
     model.eval()
     try:
-        for n, group in enumerate(mine, start=1):
-            rows, logits = score_group(scorer, group, patch=patch, min_size=scorer.min_size)
+        for n, (group, rows) in enumerate(mine, start=1):
+            logits = score_group(scorer, group, rows, patch=patch, min_size=scorer.min_size)
             out.update(zip(rows, map(float, logits), strict=True))
             if progress:
                 progress(n, len(mine))

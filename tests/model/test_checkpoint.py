@@ -16,6 +16,7 @@ from model import (
     checkpoint_sha256,
     create_model,
     load_checkpoint,
+    read_safetensors_header,
     save_checkpoint,
 )
 
@@ -106,6 +107,73 @@ def test_file_holds_only_safetensors_and_json(tiny, tmp_path):
     meta = json.loads(header["__metadata__"]["prfeval"])
     assert meta["model"] == "prfnet-tiny" and meta["val_accuracy"] == TRAINING["val_accuracy"]
     assert set(header) - {"__metadata__"} == set(tiny.state_dict())
+
+
+def test_header_parser_reads_what_safetensors_writes():
+    tensors = {
+        "w": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+        "b": torch.zeros(4, dtype=torch.int64),
+    }
+    data = st_save(tensors, metadata={"note": "hello"})
+    header = read_safetensors_header(data)
+    assert header["__metadata__"] == {"note": "hello"}
+    assert header["w"]["shape"] == [2, 3] and header["w"]["dtype"] == "F32"
+    assert header["b"]["shape"] == [4] and header["b"]["dtype"] == "I64"
+    assert read_safetensors_header(st_save({})) == {}
+
+
+@pytest.mark.parametrize(
+    "blob, reason",
+    [
+        (b"", "truncated or not a safetensors file"),
+        (b"\x05\x00\x00", "truncated or not a safetensors file"),
+        ((10**9).to_bytes(8, "little") + b"{}", "truncated or not a safetensors file"),
+        ((50).to_bytes(8, "little") + b'{"w": 1}', "truncated \\(header of 50 bytes"),
+        ((4).to_bytes(8, "little") + b"{\xff\xfe}", "unreadable header"),
+        ((2).to_bytes(8, "little") + b"[]", "truncated or not a safetensors file"),
+        ((2).to_bytes(8, "little") + b"{}", None),
+        (b"\x80\x04" + b"x" * 20, "pickled PyTorch checkpoint"),
+        (b"PK\x03\x04" + b"x" * 20, "pickled PyTorch checkpoint"),
+    ],
+    ids=[
+        "empty",
+        "short",
+        "huge-length",
+        "short-header",
+        "not-utf8",
+        "not-json-object",
+        "empty-header",
+        "pickle",
+        "zip",
+    ],
+)
+def test_header_parser_refusals(blob, reason):
+    if reason is None:
+        assert read_safetensors_header(blob, "x.safetensors") == {}
+        return
+    with pytest.raises(CheckpointError, match=reason) as err:
+        read_safetensors_header(blob, "x.safetensors")
+    assert str(err.value).startswith("x.safetensors")
+
+
+def test_header_parser_checks_the_tensor_byte_ranges():
+    data = st_save({"w": torch.ones(16)})
+    with pytest.raises(CheckpointError, match=r"truncated: .* bytes expected"):
+        read_safetensors_header(data[:-8], "cut.safetensors")
+    bad = json.dumps({"w": {"dtype": "F32", "shape": [16], "data_offsets": "nope"}}).encode()
+    with pytest.raises(CheckpointError, match="malformed tensor entries"):
+        read_safetensors_header(len(bad).to_bytes(8, "little") + bad, "bad.safetensors")
+
+
+def test_credentials_never_appear_in_messages():
+    for uri in (
+        "memory://AKIDSECRET:hunter2@bucket/x.safetensors",
+        "file://AKIDSECRET:hunter2@/nope.safetensors",
+    ):
+        with pytest.raises(CheckpointError, match="checkpoint not found") as err:
+            load_checkpoint(uri)
+        assert "hunter2" not in str(err.value) and "AKIDSECRET" not in str(err.value)
+        assert "://***@" in str(err.value)
 
 
 # --- refusals -----------------------------------------------------------------------------------------------
