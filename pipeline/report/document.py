@@ -7,13 +7,13 @@ renderers print comes from the document (plus the figures' and crops' bytes), so
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from pipeline.io import storage
+from pipeline.io.jsonable import jsonable
 from pipeline.report import axes as axes_mod
 from pipeline.report import buckets as buckets_mod
 from pipeline.report import disagreements as dis_mod
@@ -56,23 +56,8 @@ class Report:
     crops: list[dis_mod.Crops] = field(default_factory=list)
 
 
-def clean(value):
-    """JSON-able: numpy scalars to Python, NaN and infinities to ``None``, recursively."""
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
-
-
 def _records(df: pd.DataFrame) -> list[dict]:
-    return [clean(r) for r in df.to_dict("records")]
+    return [jsonable(r) for r in df.to_dict("records")]
 
 
 def _board_doc(b: lb.Board) -> dict:
@@ -90,7 +75,7 @@ def _board_doc(b: lb.Board) -> dict:
         "rows": _records(b.table),
         "win_matrix": {
             "items": [str(i) for i in win.index],
-            "values": [[clean(float(v)) for v in row] for row in win.to_numpy()],
+            "values": [[jsonable(float(v)) for v in row] for row in win.to_numpy()],
         },
     }
 
@@ -243,4 +228,4 @@ def build(
             for f in figures
         ],
     }
-    return Report(clean(document), figures, crops)
+    return Report(jsonable(document), figures, crops)

@@ -1,49 +1,19 @@
 """``leaderboard.md``: the leaderboards and BD-rates of a report document as Markdown tables.
 
 Numbers are rounded for reading (:data:`DIGITS`); ``leaderboard.json`` holds them in full. Text from the data is
-escaped: ``|`` would split a table cell, and ``<``/``>``/``&`` become entities so no Markdown renderer reads a
-codec name as HTML.
+escaped by :mod:`pipeline.io.markdown` (the escaping and number formatting ``regress.md`` uses too): ``|`` would
+split a table cell, Markdown punctuation would turn into emphasis, code or links, and ``<``/``>``/``&`` become
+entities so no Markdown renderer reads a codec name as HTML.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
+
+from pipeline.io.markdown import MISSING, cell, code, interval, num, table
 
 # Decimal places per column kind.
 DIGITS = {"score": 4, "win_rate": 3, "bpp": 3, "bd_rate": 2}
-MISSING = "–"
-
-
-def cell(text: object) -> str:
-    """A table cell from data: HTML-escaped, pipes escaped, on one line."""
-    return html.escape(str(text), quote=False).replace("|", r"\|").replace("\r", " ").replace("\n", " ")
-
-
-def _round(value: float, digits: int) -> float:
-    return round(value, digits) + 0.0  # + 0.0 turns -0.0 into 0.0: no "-0.0000"
-
-
-def num(value: float | None, digits: int, sign: bool = False) -> str:
-    """A rounded number, ``–`` when missing; ``sign`` always shows + or - (except for zero)."""
-    if value is None:
-        return MISSING
-    value = _round(value, digits)
-    if sign and value == 0:
-        return f"{value:.{digits}f}"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
-def interval(low: float | None, high: float | None, digits: int) -> str:
-    if low is None or high is None:
-        return MISSING
-    return f"[{_round(low, digits):.{digits}f}, {_round(high, digits):.{digits}f}]"
-
-
-def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
 
 
 LEADERBOARD_HEADER = ["rank", "item", "score", "CI", "win rate", "pairs", "refs", "images", "mean bpp"]
@@ -108,10 +78,10 @@ def board_markdown(board: dict, level: str) -> list[str]:
     out.append("")
     if board["rows"]:
         header = [h if h != "CI" else f"{level} CI" for h in LEADERBOARD_HEADER]
-        out += _table(
+        out += table(
             header,
-            ["---:", "---", "---:", "---", "---:", "---:", "---:", "---:", "---:"],
             leaderboard_rows(board),
+            ["---:", "---", "---:", "---", "---:", "---:", "---:", "---:", "---:"],
         )
         out.append("")
     return out
@@ -123,11 +93,11 @@ def render(doc: dict) -> str:
     level = f"{100 * (1 - o['alpha']):g}%"
     run = doc.get("run") or {}
     lines = ["# prfeval leaderboard", ""]
-    source = f"Results: `{cell(doc['results'])}`"
+    source = f"Results: {code(doc['results'])}"
     if run.get("run_id"):
-        source += f", run `{cell(run['run_id'])}`"
+        source += f", run {code(run['run_id'])}"
     if run.get("model"):
-        source += f", model `{cell(run['model'])}`"
+        source += f", model {code(run['model'])}"
     lines += [source + ".", ""]
     lines += [*summary_lines(doc), ""]
     lines += [f"> Warning: {cell(w)}" for w in doc["warnings"]]
@@ -146,6 +116,22 @@ def render(doc: dict) -> str:
     for axis in bd["axes"]:
         lines += [f"### {cell(axis['label'])}", ""]
         header = [h if h != "CI" else f"{level} CI" for h in BD_HEADER]
-        lines += _table(header, ["---", "---:", "---", "---:", "---:", "---:", "---"], bd_rows(axis))
+        lines += table(header, bd_rows(axis), ["---", "---:", "---", "---:", "---:", "---:", "---"])
         lines.append("")
     return "\n".join(lines)
+
+
+__all__ = [
+    "BD_HEADER",
+    "DIGITS",
+    "LEADERBOARD_HEADER",
+    "MISSING",
+    "bd_rows",
+    "board_markdown",
+    "cell",
+    "interval",
+    "leaderboard_rows",
+    "num",
+    "render",
+    "summary_lines",
+]

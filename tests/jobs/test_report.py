@@ -84,8 +84,13 @@ def reported(scored, tmp_path_factory) -> tuple[str, Path, str]:
     return scored, out / "report", buf.getvalue()
 
 
+def md_text(text: str) -> str:
+    """What a Markdown renderer shows of escaped text: backslash escapes and HTML entities undone."""
+    return html.unescape(re.sub(r"\\([\\`*_\[\]|~$])", r"\1", text))
+
+
 def md_cells(row: str) -> list[str]:
-    return [html.unescape(c.strip().replace(r"\|", "|")) for c in re.split(r"(?<!\\)\|", row.strip()[1:-1])]
+    return [md_text(c.strip()) for c in re.split(r"(?<!\\)\|", row.strip()[1:-1])]
 
 
 def md_tables(text: str) -> dict[str, list[dict[str, str]]]:
@@ -94,7 +99,7 @@ def md_tables(text: str) -> dict[str, list[dict[str, str]]]:
     lines, heading, k = text.splitlines(), None, 0
     while k < len(lines):
         if lines[k].startswith("#"):
-            heading = html.unescape(lines[k].lstrip("#").strip())
+            heading = md_text(lines[k].lstrip("#").strip())
         elif lines[k].startswith("|") and k + 1 < len(lines) and lines[k + 1].startswith("|-"):
             header, rows, k = md_cells(lines[k]), [], k + 2
             while k < len(lines) and lines[k].startswith("|"):

@@ -12,11 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.io.markdown import cell
 from pipeline.report import ReportInputError, ReportOptions, make_report, markdown, write
 from pipeline.report.buckets import assign, parse
 from pipeline.scoring import results
 
 OPTIONS = ReportOptions(n_boot=100, seed=3, top_disagreements=3)
+
+
+def md_text(text: str) -> str:
+    """What a Markdown renderer shows of escaped text: backslash escapes and HTML entities undone."""
+    return html.unescape(re.sub(r"\\([\\`*_\[\]|~$])", r"\1", text))
 
 
 def md_tables(text: str) -> dict[str, list[dict[str, str]]]:
@@ -28,12 +34,12 @@ def md_tables(text: str) -> dict[str, list[dict[str, str]]]:
     while k < len(lines):
         line = lines[k]
         if line.startswith("#"):
-            heading = html.unescape(line.lstrip("#").strip())
+            heading = md_text(line.lstrip("#").strip())
         elif line.startswith("|") and k + 1 < len(lines) and lines[k + 1].startswith("|-"):
 
             def cells(row: str) -> list[str]:
                 parts = re.split(r"(?<!\\)\|", row.strip()[1:-1])
-                return [html.unescape(p.strip().replace(r"\|", "|")) for p in parts]
+                return [md_text(p.strip()) for p in parts]
 
             header = cells(line)
             rows = []
@@ -252,3 +258,29 @@ def test_json_is_strict(written):
     assert doc["format"] == "prfeval-report" and doc["version"] == 1
     frame = pd.DataFrame(doc["leaderboards"][0]["rows"])
     assert np.isfinite(frame[["score", "ci_low", "ci_high"]].to_numpy(dtype=float)).all()
+
+
+def test_codec_and_setting_names_are_one_escaped_cell_in_leaderboard_md(make, tmp_path):
+    evil = "x|y<script>"
+    synth = make({"jpeg": 0.0, evil: 0.5}, n_refs=4)
+    odd = {f"q={k}": f"q={k} *b* `c`\n_d_ [e]" for k in range(4)}
+    synth.images["setting"] = synth.images["setting"].map(odd)
+    for col in ("a_setting", "b_setting"):
+        synth.pairs[col] = synth.pairs[col].map(odd)
+    source = synth.write(str(tmp_path / "results"))
+    options = ReportOptions(n_boot=20, by="setting", figures=False, top_disagreements=0)
+    write(make_report(source, options), str(tmp_path / "out"))
+    md = (tmp_path / "out" / "report" / "leaderboard.md").read_text()
+    doc = json.loads((tmp_path / "out" / "report" / "leaderboard.json").read_text())
+    assert "<script" not in md and evil not in md and "`c`" not in md and "*b*" not in md
+    assert r"x\|y&lt;script&gt; q=0 \*b\* \`c\` \_d\_ \[e\]" in md
+    lines = md.splitlines()
+    board = next(b for b in doc["leaderboards"] if b["rows"])
+    items = [r["item"] for r in board["rows"]]
+    assert any(evil in i and "\n" in i for i in items)
+    start = lines.index("## " + cell(board["label"]))
+    table = [line for line in lines[start:] if line.startswith("|")][: 2 + len(items)]
+    widths = {len(re.findall(r"(?<!\\)\|", line)) for line in table}
+    assert widths == {len(markdown.LEADERBOARD_HEADER) + 1}  # every row: the header's cells, no more
+    printed = [md_text(re.split(r"(?<!\\)\|", row)[2].strip()) for row in table[2:]]
+    assert printed == [i.replace("\n", " ") for i in items]
