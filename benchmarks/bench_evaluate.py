@@ -104,7 +104,7 @@ def tiny_manifest(folder: str, groups: int, per_group: int = 10) -> str:
 
 def bare_loop(manifest_uri: str, output: str, model: str, threads: int) -> tuple[int, float]:
     """The same work as the pipeline, in one process: load, score from cached features, write."""
-    from pipeline.scoring import manifest, pairing, results
+    from pipeline.scoring import manifest, results
     from pipeline.scoring.load import load_group
     from pipeline.scoring.scorer import PairScorer
 
@@ -112,31 +112,23 @@ def bare_loop(manifest_uri: str, output: str, model: str, threads: int) -> tuple
     start = time.perf_counter()
     n_pairs = 0
     for group in manifest.groups(manifest.read_manifest(manifest_uri)):
-        loaded = load_group(group, patch=scorer.patch_size, min_size=scorer.min_size)
-        items = [pairing.Item(d["codec"], d["bpp"]) for d in loaded.dists]
-        pairs = pairing.pairs(items, "all")
-        logits = scorer.score(loaded.patches, pairs)
-        meta = {
-            "ref_id": loaded.ref_id,
-            "ref_uri": loaded.ref_uri,
-            "dists": loaded.dists,
-            "errors": loaded.errors,
-        }
-        tables = results.group_tables(meta, pairs, logits, run_id="bare", model=model,
-                                      checkpoint_sha256=scorer.checkpoint_sha256,
-                                      n_patches=int(loaded.patches.shape[1]))  # fmt: skip
-        results.write_group(output, loaded.key, tables)
-        n_pairs += len(pairs)
+        loaded = load_group(group, patch=scorer.patch_size, min_size=scorer.min_size, pairs="all")
+        logits = scorer.score(loaded.patches, loaded.pair_list())
+        scored = results.ScoredGroup.from_loaded(loaded, logits, model=model,
+                                                 checkpoint_sha256=scorer.checkpoint_sha256)  # fmt: skip
+        results.write_group(output, loaded.key, results.group_tables(scored, run_id="bare"))
+        n_pairs += len(scored.pairs)
     return n_pairs, time.perf_counter() - start
 
 
 def pipeline_run(
     manifest_uri: str, output: str, model: str, actors: int, cpus_per_actor: float | None = None
 ):
-    from pipeline.scoring.driver import EvaluateConfig, run_evaluate
+    from pipeline.scoring.driver import EvaluateConfig, ScoringConfig, run_evaluate
 
-    cfg = EvaluateConfig(manifest=manifest_uri, output=output, model=model, actors=actors,
-                         cpus_per_actor=cpus_per_actor, progress=False)  # fmt: skip
+    scoring = ScoringConfig(output=output, model=model, actors=actors, cpus_per_actor=cpus_per_actor,
+                            progress=False)  # fmt: skip
+    cfg = EvaluateConfig(manifest=manifest_uri, scoring=scoring)
     t = time.perf_counter()
     summary = run_evaluate(cfg)
     return summary, time.perf_counter() - t

@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(str(e)) from None
     work = args.work or default_work(args.output)
     originals = args.originals or args.images
-    cfg = scoring_config(args, "clic", argv, manifest=args.csv, output=work, pairs="all",
-                         allow_roots=[args.images, originals, work])  # fmt: skip
+    cfg = scoring_config(
+        args, "clic", argv, output=work, pairs="all", allow_roots=[args.images, originals, work]
+    )
     groups = clic.build_groups(triplets, args.images, originals)
     n_images = sum(len(g["dists"]) for g in groups)
     n_pairs = sum(len(g["pairs"]) for g in groups)
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         "originals": storage.canonical(originals),
     }
     try:
-        summary, run = run_groups(groups, cfg, kind="clic", identity=identity)
+        summary, run = run_groups(groups, cfg, kind="clic", identity=identity, finish=False,
+                                  inputs={"csv": args.csv, "images": args.images, "originals": originals})  # fmt: skip
     except (ManifestError, OutputConflict, ResourceError, UnknownModelError) as e:
         raise UsageError(str(e)) from None
     except StalledError as e:
@@ -121,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     storage.write_text(args.output, clic.submission_text(triplets, t))
     predictions = triplets[list(clic.COLUMNS)].assign(p_a=p, t=t)
     storage.write_text(storage.join(work, "predictions.csv"), predictions.to_csv(index=False))
-    unscored = _unscored_rows(triplets, p, results.read_table(work, "errors"), run["run_id"])
+    unscored = _unscored_rows(triplets, p, results.read_table(work, "errors"), run.run_id)
     rows_file = storage.join(work, "errors", "clic-rows.parquet")
     if unscored:
-        results.write_errors(work, "clic-rows", unscored, run["run_id"])
+        results.write_errors(work, "clic-rows", unscored, run.run_id)
     elif storage.exists(rows_file):  # an earlier run's unscored rows are all scored now
         fs, path = storage.filesystem(rows_file)
         fs.rm(path)
@@ -143,12 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         storage.write_text(
             storage.join(work, "accuracy.json"), json.dumps(score.to_dict(), indent=2, default=float)
         )
-    sha = run["checkpoint_sha256"] or (
+    sha = run.record["checkpoint_sha256"] or (
         str(pairs["checkpoint_sha256"].dropna().iloc[0]) if len(pairs) else None
     )
     print(f"model {args.model}, checkpoint sha256 {sha}; scores in {storage.display(work)}")
-    run["checkpoint_sha256"] = sha
-    run["clic"] = {
+    clic_facts = {
         "rows": len(triplets),
         "originals": len(groups),
         "images": n_images,
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "seconds_last": round(time.perf_counter() - started, 3),
     }
-    results.write_run(work, run)
+    run.finish(fields={"checkpoint_sha256": sha, "clic": clic_facts})
     if unscored:
         for row in unscored[:10]:
             print(f"prfeval clic: {row['message']}", file=sys.stderr)

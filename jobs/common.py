@@ -1,4 +1,4 @@
-"""What every command shares: exit codes, user-facing errors, run ids, version facts."""
+"""What every command shares: exit codes, user-facing errors, version facts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pipeline.io import storage
-from pipeline.runs.provenance import git_commit, new_run_id, utc_now, versions
+from pipeline.runs.provenance import versions
 
 __all__ = [
     "EXIT_OK",
@@ -17,9 +17,6 @@ __all__ = [
     "ArgumentParser",
     "UsageError",
     "command",
-    "git_commit",
-    "new_run_id",
-    "utc_now",
     "versions",
 ]
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.codecs import SpecError
     from pipeline.report import ReportInputError, ReportOptions, make_report, write
     from pipeline.runs.ray_runtime import ensure_ray
-    from pipeline.scoring.driver import EvaluateConfig, run_evaluate
+    from pipeline.scoring.driver import EvaluateConfig, ScoringConfig, run_evaluate
     from pipeline.sweep import SweepInputError, run_sweep
 
     args = build_parser().parse_args(argv)
@@ -54,15 +54,18 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(str(e)) from None
     print(f"      {sweep.n_rows} decoded images ({sweep.n_reused} reused) in {storage.display(sweep_out)}")
     print(f"[2/3] evaluate with {args.model} on a local Ray")
-    cfg = EvaluateConfig(
-        manifest=storage.join(sweep_out, "manifest.parquet"),
-        codecs=storage.join(sweep_out, "codecs.parquet"),
+    scoring = ScoringConfig(
         output=results_out,
         model=args.model,
         actors=args.actors,
         allow_roots=[sweep_out, results_out],
         progress=not args.no_progress,
         command="prfeval demo " + " ".join(argv or sys.argv[2:]),
+    )
+    cfg = EvaluateConfig(
+        manifest=storage.join(sweep_out, "manifest.parquet"),
+        codecs=storage.join(sweep_out, "codecs.parquet"),
+        scoring=scoring,
     )
     summary = run_evaluate(cfg)
     print_summary(summary)

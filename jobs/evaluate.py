@@ -46,24 +46,27 @@ def build_parser() -> ArgumentParser:
 @command
 def main(argv: list[str] | None = None) -> int:
     from model import UnknownModelError
-    from pipeline.scoring.driver import OutputConflict, ResourceError, StalledError, run_evaluate
+    from pipeline.scoring.driver import (
+        EvaluateConfig,
+        OutputConflict,
+        ResourceError,
+        StalledError,
+        run_evaluate,
+    )
     from pipeline.scoring.manifest import ManifestError
 
     args = build_parser().parse_args(argv)
     roots = args.allow_roots or [storage.parent(args.manifest), args.output]
-    cfg = scoring_config(args, "evaluate", argv, manifest=args.manifest, output=args.output, codecs=args.codecs,
-                         pairs=args.pairs, match_tolerance=args.match_tolerance, allow_roots=roots)  # fmt: skip
+    scoring = scoring_config(args, "evaluate", argv, output=args.output, pairs=args.pairs,
+                             match_tolerance=args.match_tolerance, allow_roots=roots)  # fmt: skip
+    cfg = EvaluateConfig(manifest=args.manifest, codecs=args.codecs, scoring=scoring)
     try:
-        summary = run_evaluate(cfg)
+        summary = run_evaluate(cfg, registry=args.registry)
     except (ManifestError, OutputConflict, ResourceError, UnknownModelError) as e:
         raise UsageError(str(e)) from None
     except StalledError as e:
         print(f"prfeval evaluate: stopped: {e}", file=sys.stderr)
         return EXIT_USAGE
-    from pipeline.runs import registry as runs
-    from pipeline.scoring import results
-
-    runs.record(args.registry, results.read_run(cfg.output), results_uri=cfg.output)
     print_summary(summary)
     return EXIT_ROW_ERRORS if summary.errors or summary.failed_groups else EXIT_OK
 

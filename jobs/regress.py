@@ -20,8 +20,6 @@ registry (:mod:`pipeline.runs.registry`), and ``--baseline last-good`` picks the
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 import time
 import traceback
@@ -34,7 +32,6 @@ from jobs.scoring_options import add_scoring_options, scoring_config
 from pipeline import regress
 from pipeline.io import storage
 from pipeline.runs import registry as runs
-from pipeline.runs.provenance import utc_now
 from pipeline.scoring import results
 
 LAST_GOOD = "last-good"
@@ -244,17 +241,6 @@ def _thresholds(args) -> regress.Thresholds:
         raise UsageError(str(e)) from None
 
 
-def _fingerprint(base: Side, cand: Side, model: str, checkpoint_id: str, patch: int) -> str:
-    key = {
-        "baseline": [storage.canonical(base.uri), base.identity],
-        "candidate": [storage.canonical(cand.uri), cand.identity],
-        "model": model,
-        "checkpoint": checkpoint_id,
-        "patch": patch,
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def run_regress(args, argv: list[str] | None) -> regress.Report:
     """Match, score (Ray), judge, write the outputs; returns the report."""
     from model import UnknownModelError
@@ -288,8 +274,7 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
             )
         roots = [*base.roots, *cand.roots]
     roots = list(dict.fromkeys([*roots, out]))
-    ecfg = scoring_config(args, "regress", argv, manifest=args.candidate, output=out, pairs="all",
-                          allow_roots=roots)  # fmt: skip
+    ecfg = scoring_config(args, "regress", argv, output=out, pairs="all", allow_roots=roots)
     trained = bool(args.checkpoint or default_checkpoint(args.model))
     identity = {
         "baseline": [storage.canonical(base.uri), base.identity],
@@ -308,19 +293,20 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
     }
     groups = regress.build_groups(matching)
     try:
-        summary, run = run_groups(groups, ecfg, kind="regress", identity=identity, run_fields=run_fields)
+        summary, run = run_groups(groups, ecfg, kind="regress", identity=identity, run_fields=run_fields,
+                                  registry=args.registry, finish=False)  # fmt: skip
     except OutputConflict:
         raise UsageError(f"{storage.display(out)} holds another comparison; choose a new --output") from None
     except (ResourceError, UnknownModelError, ManifestError) as e:
         raise UsageError(str(e)) from None
-    run_id = run["run_id"]
+    run_id = run.run_id
     images_t, pairs_t = results.read_table(out, "images"), results.read_table(out, "pairs")
     scored, unscored = regress.triplets(images_t, pairs_t, matching)
     if scored.empty:
         raise UsageError(
             f"no matched image could be scored; see {storage.display(storage.join(out, 'errors'))}"
         )
-    checkpoint_sha = run["checkpoint_sha256"]
+    checkpoint_sha = run.record["checkpoint_sha256"]
     if checkpoint_sha is None and len(pairs_t):
         checkpoint_sha = str(pairs_t["checkpoint_sha256"].dropna().iloc[0])
     notes = _notes(args, trained, base, cand, scored, summary)
@@ -336,11 +322,7 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
     report = regress.decide(scored, matching, unscored, th, context=context, notes=notes)
     storage.write_text(storage.join(out, "regress.md"), report.to_markdown())
     storage.write_text(storage.join(out, "regress.json"), regress.to_json(report))
-    run.update(
-        status="finished" if not summary.failed_groups else "incomplete",
-        finished_at=utc_now(),
-        checkpoint_sha256=checkpoint_sha,
-        verdict=report.verdict,
+    run.finish(
         counts={
             **report.counts(),
             "groups": len(groups),
@@ -350,9 +332,8 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
             "errors": results.count_rows(out, "errors"),
             "seconds_last": round(time.perf_counter() - started, 3),
         },
+        fields={"checkpoint_sha256": checkpoint_sha, "verdict": report.verdict},
     )
-    results.write_run(out, run)
-    runs.record(args.registry, run, results_uri=out)
     return report
 
 

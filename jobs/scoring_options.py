@@ -45,14 +45,15 @@ def add_scoring_options(p: argparse.ArgumentParser, *, unit: str = "reference gr
 
 
 def scoring_config(args: argparse.Namespace, name: str, argv: list[str] | None, **fields):
-    """An :class:`pipeline.scoring.driver.EvaluateConfig` from the scoring options plus the command's own ``fields``."""
-    from pipeline.scoring.driver import EvaluateConfig
+    """A :class:`pipeline.scoring.driver.ScoringConfig` from the scoring options plus the command's own ``fields``
+    (output, pairs, allowed roots...)."""
+    from pipeline.scoring.driver import ScoringConfig
 
     if args.actors < 1:
         raise UsageError("--actors must be at least 1")
     if args.gpus_per_actor < 0:
         raise UsageError("--gpus-per-actor must be >= 0")
-    return EvaluateConfig(
+    return ScoringConfig(
         model=args.model,
         checkpoint=args.checkpoint,
         actors=args.actors,

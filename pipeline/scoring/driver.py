@@ -15,20 +15,21 @@ Only the checkpoint's URI is sent to actors, never the weights.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from pipeline.image import decoding
 from pipeline.io import storage
-from pipeline.runs.provenance import git_commit, new_run_id, utc_now, versions
+from pipeline.io.records import ReferenceGroup
+from pipeline.runs.lifecycle import FINISHED, INCOMPLETE, Run, config_record
+from pipeline.runs.lifecycle import OutputConflict as OutputConflict  # raised by run_groups
 from pipeline.scoring import manifest, pairing, results
-from pipeline.scoring.stages import ScoreActor, load_stage, write_stage
+from pipeline.scoring.stages import ScoreActor, group_row, load_stage, write_stage
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,10 @@ def _cluster_facts() -> str:
 
 
 @dataclass
-class EvaluateConfig:
-    manifest: str
+class ScoringConfig:
+    """How to score groups into ``output`` on the actor pool: the options every scoring command shares."""
+
     output: str
-    codecs: str | None = None
     model: str = "prfnet-tiny"
     checkpoint: str | None = None
     pairs: str = "all"
@@ -127,6 +128,15 @@ class EvaluateConfig:
     stall_timeout: float | None = 900.0
     progress: bool = True
     command: str = ""
+
+
+@dataclass
+class EvaluateConfig:
+    """`evaluate`'s own inputs, a manifest and an optional codec table, and how to score them."""
+
+    manifest: str
+    scoring: ScoringConfig
+    codecs: str | None = None
 
 
 @dataclass
@@ -149,17 +159,13 @@ class EvaluateSummary:
         return self.pairs / self.seconds if self.seconds > 0 else 0.0
 
 
-class OutputConflict(ValueError):
-    """The output folder holds results of a different configuration."""
-
-
 # ---------------------------------------------------------------- driver
 
 
 UNTRAINED = "untrained-seed0"  # the checkpoint id of randomly initialised weights
 
 
-def _checkpoint_id(cfg: EvaluateConfig) -> str:
+def _checkpoint_id(cfg: ScoringConfig) -> str:
     from model.bundled import default_checkpoint
 
     uri = cfg.checkpoint or default_checkpoint(cfg.model)
@@ -171,7 +177,7 @@ def _checkpoint_id(cfg: EvaluateConfig) -> str:
         raise manifest.ManifestError(f"checkpoint {storage.display(uri)}: no such file") from None
 
 
-def check_resources(cfg: EvaluateConfig) -> float:
+def check_resources(cfg: ScoringConfig) -> float:
     """Fail fast when the cluster cannot host the actors; returns the CPUs each actor reserves."""
     import ray
 
@@ -201,7 +207,7 @@ def check_resources(cfg: EvaluateConfig) -> float:
 
 
 def score_groups(
-    groups: list[dict],
+    groups: list[ReferenceGroup | dict],
     cfg: EvaluateConfig,
     *,
     run_id: str,
@@ -210,10 +216,11 @@ def score_groups(
     min_size: int,
     summary: EvaluateSummary,
 ) -> EvaluateSummary:
-    """Run load -> score -> write on Ray Data for ``groups`` (records of :func:`pipeline.scoring.manifest.groups`).
+    """Run load -> score -> write on Ray Data for ``groups`` (:class:`pipeline.io.records.ReferenceGroup` records,
+    or dicts of the same shape).
 
-    A group may carry ``pairs``: an explicit list of ``[a_id, b_id]`` to score instead of ``cfg.pairs``. Counts
-    are added to ``summary``. This is the one scoring path of prfeval; ``evaluate`` and ``regress`` both use it.
+    A group may carry ``pairs``: an explicit list of ``[a_id, b_id]`` to score instead of ``cfg.pairs``. Pairs are
+    chosen in the load tasks, so the actors only encode and compare. Counts are added to ``summary``. This is the one scoring path of prfeval; ``evaluate`` and ``regress`` both use it.
     """
     import ray
 
@@ -224,7 +231,7 @@ def score_groups(
     per_actor_cpus = check_resources(cfg)
     threads = max(1, math.floor(per_actor_cpus))
     ds = ray.data.from_items(
-        [{"key": g["key"], "group": json.dumps(g)} for g in groups],
+        [group_row(g) for g in groups],
         override_num_blocks=input_blocks(len(groups)),
     )
     ds = ds.map(
@@ -234,6 +241,8 @@ def score_groups(
             "min_size": min_size,
             "max_pixels": cfg.max_pixels,
             "allow_roots": cfg.allow_roots,
+            "pairs": cfg.pairs,
+            "match_tolerance": cfg.match_tolerance,
         },
         compute=ray.data.TaskPoolStrategy(size=decode_concurrency(cfg.actors)),
         num_cpus=LOAD_CPUS,
@@ -247,12 +256,10 @@ def score_groups(
             "precision": cfg.precision,
             "batch_size": cfg.batch_size,
             "threads": threads,
-            "pairs": cfg.pairs,
-            "match_tolerance": cfg.match_tolerance,
         },
         compute=ray.data.ActorPoolStrategy(size=cfg.actors),
         batch_size=1,
-        batch_format="numpy",
+        batch_format="pyarrow",  # metadata columns pass through untouched; patches are read as zero-copy views
         num_cpus=per_actor_cpus,
         num_gpus=cfg.gpus_per_actor or None,
         zero_copy_batch=True,
@@ -274,31 +281,35 @@ def score_groups(
     return summary
 
 
-def _config_record(cfg: EvaluateConfig) -> dict:
-    """The run's configuration as recorded in run.json: URIs without credentials, no command line."""
-    return {
-        k: (storage.display(v) if isinstance(v, str) else v) for k, v in asdict(cfg).items() if k != "command"
-    }
+def _config_record(cfg: ScoringConfig, inputs: dict | None = None) -> dict:
+    """The run's configuration as recorded in run.json: the command's ``inputs`` (evaluate: manifest, codecs) and
+    the scoring options, URIs without credentials, no command line."""
+    return config_record({**(inputs or {}), **{k: v for k, v in asdict(cfg).items() if k != "command"}})
 
 
 def run_groups(
     groups: list[dict],
-    cfg: EvaluateConfig,
+    cfg: ScoringConfig,
     *,
     kind: str,
     identity: dict,
+    inputs: dict | None = None,
     codec_table=None,
     errors: list[dict] | None = None,
     run_fields: dict | None = None,
-) -> tuple[EvaluateSummary, dict]:
+    registry: str | Literal[False] | None = False,
+    finish: bool = True,
+) -> tuple[EvaluateSummary, Run]:
     """Score ``groups`` into ``cfg.output`` resumably; the one driver of `evaluate`, `regress` and `clic`.
 
     ``identity`` says what makes two runs' rows comparable (inputs, pairing); with the model, the checkpoint's
-    sha256 and the patch size it forms the run's fingerprint. An output holding another fingerprint is refused
-    (:class:`OutputConflict`); one holding the same is resumed under the same run id, skipping the groups already
-    finished. ``errors`` (rows that belong to no group, e.g. manifest rows) are written once. ``run.json`` is
-    written at the start (status ``running``) and at the end, with ``run_fields`` merged in. Returns the summary
-    and the run record.
+    sha256 and the patch size it forms the run's fingerprint (:class:`pipeline.runs.lifecycle.Run`). An output
+    holding another fingerprint is refused (:class:`OutputConflict`); one holding the same is resumed under the
+    same run id, skipping the groups already finished. ``inputs`` are recorded in the run's config beside the
+    scoring options. ``errors`` (rows that belong to no group, e.g. manifest rows) are written once. ``run.json`` is
+    written at the start (status ``running``, ``run_fields`` merged in) and, unless ``finish`` is false, at the end
+    (appended to ``registry``, see :meth:`Run.open`). With ``finish=False`` the counts and the status are staged
+    on the returned run and the command calls ``run.finish(fields=...)`` once its own outputs are written.
     """
     from model import model_info
 
@@ -306,75 +317,66 @@ def run_groups(
     info = model_info(cfg.model)
     patch = int(cfg.patch or info["patch_size"])
     checkpoint_id = _checkpoint_id(cfg)
-    key = {**identity, "model": cfg.model, "checkpoint": checkpoint_id, "patch": patch}
-    fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    previous = results.read_run(cfg.output)
-    if previous and previous.get("fingerprint") != fingerprint:
-        raise OutputConflict(
-            f"{storage.display(cfg.output)} holds results of another configuration (run {previous.get('run_id')}); "
-            "write to a new --output"
-        )
-    run_id = previous["run_id"] if previous else new_run_id(kind if kind != "evaluate" else "run")
-    done = results.finished_groups(cfg.output)
+    run = Run.open(
+        cfg.output,
+        kind=kind,
+        identity={**identity, "model": cfg.model, "checkpoint": checkpoint_id, "patch": patch},
+        prefix="run" if kind == "evaluate" else kind,
+        command=cfg.command,
+        fields={
+            "config": _config_record(cfg, inputs),
+            "model": cfg.model,
+            "checkpoint_sha256": checkpoint_id if checkpoint_id != UNTRAINED else None,
+            **(run_fields or {}),
+        },
+        registry=registry,
+    )
+    done = run.finished("images")
     if cfg.retry_errors:
-        with_errors = {u.rsplit("/", 1)[-1].removesuffix(".parquet")
-                       for u in storage.listdir(storage.join(cfg.output, "errors"), ".parquet")}  # fmt: skip
-        done -= with_errors
-    todo = [g for g in groups if g["key"] not in done]
-    summary = EvaluateSummary(run_id=run_id, output=storage.display(cfg.output), groups_total=len(groups),
+        done -= run.finished("errors")
+    todo = [g for g in map(ReferenceGroup.of, groups) if g.key not in done]
+    summary = EvaluateSummary(run_id=run.run_id, output=storage.display(cfg.output), groups_total=len(groups),
                               groups_skipped=len(groups) - len(todo))  # fmt: skip
     if errors:
-        results.write_errors(cfg.output, "input", errors, run_id)
+        results.write_errors(cfg.output, "input", errors, run.run_id)
         summary.errors += len(errors)
-    run = {
-        "run_id": run_id,
-        "kind": kind,
-        "fingerprint": fingerprint,
-        "status": "running",
-        "started_at": (previous or {}).get("started_at") or utc_now(),
-        "finished_at": None,
-        "command": storage.redact(cfg.command),
-        "config": _config_record(cfg),
-        "model": cfg.model,
-        "checkpoint_sha256": checkpoint_id if checkpoint_id != UNTRAINED else None,
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "counts": (previous or {}).get("counts", {}),
-        **(run_fields or {}),
-    }
-    results.write_run(cfg.output, run)
     if todo:
-        score_groups(todo, cfg, run_id=run_id, codec_table=codec_table, patch=patch,
+        score_groups(todo, cfg, run_id=run.run_id, codec_table=codec_table, patch=patch,
                      min_size=int(info.get("min_size", 32)), summary=summary)  # fmt: skip
     summary.seconds = time.perf_counter() - started
-    run["counts"] = {
-        "groups": len(groups),
-        "groups_scored_last": summary.groups_done,
-        "groups_failed_last": len(summary.failed_groups),
-        "images": results.count_rows(cfg.output, "images"),
-        "pairs": results.count_rows(cfg.output, "pairs"),
-        "errors": results.count_rows(cfg.output, "errors"),
-        "seconds_last": round(summary.seconds, 3),
-    }
-    run["checkpoint_sha256"] = summary.checkpoint_sha256 or run["checkpoint_sha256"]
-    run["status"] = "finished" if not summary.failed_groups else "incomplete"
-    run["finished_at"] = utc_now()
-    results.write_run(cfg.output, run)
+    run.update(
+        counts={
+            "groups": len(groups),
+            "groups_scored_last": summary.groups_done,
+            "groups_failed_last": len(summary.failed_groups),
+            "images": results.count_rows(cfg.output, "images"),
+            "pairs": results.count_rows(cfg.output, "pairs"),
+            "errors": results.count_rows(cfg.output, "errors"),
+            "seconds_last": round(summary.seconds, 3),
+        },
+        checkpoint_sha256=summary.checkpoint_sha256 or run.record["checkpoint_sha256"],
+        status=FINISHED if not summary.failed_groups else INCOMPLETE,
+    )
+    if finish:
+        run.finish()
     return summary, run
 
 
-def run_evaluate(cfg: EvaluateConfig) -> EvaluateSummary:
-    """Score a manifest into ``cfg.output``; resumable, idempotent per reference group."""
-    if cfg.pairs not in pairing.STRATEGIES:
+def run_evaluate(cfg: EvaluateConfig, *, registry: str | Literal[False] | None = False) -> EvaluateSummary:
+    """Score a manifest into ``cfg.scoring.output``; resumable, idempotent per reference group. The finished run
+    is appended to ``registry`` (see :meth:`pipeline.runs.lifecycle.Run.open`)."""
+    scoring = cfg.scoring
+    if scoring.pairs not in pairing.STRATEGIES:
         raise manifest.ManifestError(f"--pairs must be one of {', '.join(pairing.STRATEGIES)}")
     mf = manifest.read_manifest(cfg.manifest)
     codec_table = manifest.read_codec_table(cfg.codecs) if cfg.codecs else None
     identity = {
         "manifest": storage.canonical(cfg.manifest),
         "codecs": cfg.codecs and storage.canonical(cfg.codecs),
-        "pairs": cfg.pairs,
-        "match_tolerance": cfg.match_tolerance if cfg.pairs == "matched" else None,
+        "pairs": scoring.pairs,
+        "match_tolerance": scoring.match_tolerance if scoring.pairs == "matched" else None,
     }
-    summary, _ = run_groups(manifest.groups(mf), cfg, kind="evaluate", identity=identity,
-                            codec_table=codec_table, errors=mf.errors)  # fmt: skip
+    summary, _ = run_groups(manifest.groups(mf), scoring, kind="evaluate", identity=identity,
+                            inputs={"manifest": cfg.manifest, "codecs": cfg.codecs}, codec_table=codec_table,
+                            errors=mf.errors, registry=registry)  # fmt: skip
     return summary
