@@ -16,7 +16,7 @@ import textwrap
 import pyarrow as pa
 
 from jobs.common import EXIT_OK, ArgumentParser, UsageError, command
-from pipeline.io import storage
+from pipeline.io import storage, tables
 from pipeline.runs import registry as runs
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -174,7 +174,7 @@ def write_result(reader: pa.RecordBatchReader, fmt: str, out: str | None, max_ro
     sink = _open_out(out) if out else sys.stdout.buffer
     try:
         if fmt == "parquet":
-            with pq.ParquetWriter(sink, reader.schema, compression="zstd") as writer:
+            with pq.ParquetWriter(sink, reader.schema, compression=tables.COMPRESSION) as writer:
                 for batch in reader:
                     writer.write_batch(batch)
                     rows += batch.num_rows
