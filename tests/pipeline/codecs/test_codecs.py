@@ -215,3 +215,13 @@ def test_samples_uri_selects_and_scales():
         samples.parse_samples_uri("samples:rockt")
     with pytest.raises(samples.SampleError, match="max_side"):
         samples.parse_samples_uri("samples:coffee?size=3")
+
+
+def test_pillow_codecs_share_one_encode_and_decode():
+    from pipeline.codecs import PillowCodec
+
+    pillow = [c for c in REGISTRY.values() if isinstance(c, PillowCodec)]
+    assert [c.name for c in pillow] == ["jpeg", "webp", "avif", "jp2"]
+    assert all(type(c).encode is PillowCodec.encode and type(c).decode is PillowCodec.decode for c in pillow)
+    assert list_codecs() == ["jpeg", "webp", "avif", "jp2", "jxl"]
+    assert DEFAULT_SPEC.split()[0].startswith("jpeg:") and DEFAULT_SPEC.split()[-1].startswith("jxl:")
