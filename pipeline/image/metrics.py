@@ -37,13 +37,14 @@ reference); generic code (leaderboards, BD-rate axes) reads that metadata instea
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+
+from model.registry import Registry
 
 PEAK = 255.0
 
@@ -291,62 +292,51 @@ class MetricInfo:
         return f"{self.name} [{self.unit}]" if self.unit else self.name
 
 
-METRICS: dict[str, MetricInfo] = {
-    info.name: info
-    for info in (
-        MetricInfo(
-            name="psnr",
-            fn=psnr,
-            higher_is_better=True,
-            unit="dB",
-            range=(0.0, math.inf),
-            best=math.inf,
-            description="PSNR over RGB, MSE over all pixels and channels, 8-bit peak 255",
-        ),
-        MetricInfo(
-            name="psnr_y",
-            fn=psnr_y,
-            higher_is_better=True,
-            unit="dB",
-            range=(0.0, math.inf),
-            best=math.inf,
-            description="PSNR over BT.601 studio-range luma (skimage rgb2ycbcr), peak 255",
-        ),
-        MetricInfo(
-            name="ms_ssim",
-            fn=ms_ssim,
-            higher_is_better=True,
-            unit="",
-            range=(0.0, 1.0),
-            best=1.0,
-            nullable=True,
-            description="5-scale MS-SSIM (Wang et al. 2003) per RGB channel, averaged; null below 161 px",
-        ),
-    )
-}
-
-
-def list_metrics() -> list[str]:
-    """Names of the registered metrics, in registration order."""
-    return list(METRICS)
-
-
-def get_metric(name: str) -> MetricInfo:
-    """The registered metric called ``name``; an unknown name raises ``KeyError`` with "did you mean …"."""
-    try:
-        return METRICS[name]
-    except KeyError:
-        pass
-    close = difflib.get_close_matches(name, METRICS, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise UnknownMetricError(f"unknown metric {name!r}{hint} (known: {', '.join(METRICS)})")
-
-
 class UnknownMetricError(KeyError):
     """An unknown metric name; the message carries a "did you mean …" suggestion."""
 
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return str(self.args[0])
+
+
+METRICS: Registry[MetricInfo] = Registry("metric", error=UnknownMetricError, cutoff=0.5)
+for _info in (
+    MetricInfo(
+        name="psnr",
+        fn=psnr,
+        higher_is_better=True,
+        unit="dB",
+        range=(0.0, math.inf),
+        best=math.inf,
+        description="PSNR over RGB, MSE over all pixels and channels, 8-bit peak 255",
+    ),
+    MetricInfo(
+        name="psnr_y",
+        fn=psnr_y,
+        higher_is_better=True,
+        unit="dB",
+        range=(0.0, math.inf),
+        best=math.inf,
+        description="PSNR over BT.601 studio-range luma (skimage rgb2ycbcr), peak 255",
+    ),
+    MetricInfo(
+        name="ms_ssim",
+        fn=ms_ssim,
+        higher_is_better=True,
+        unit="",
+        range=(0.0, 1.0),
+        best=1.0,
+        nullable=True,
+        description="5-scale MS-SSIM (Wang et al. 2003) per RGB channel, averaged; null below 161 px",
+    ),
+):
+    METRICS.add(_info.name, _info)
+del _info
+
+
+def get_metric(name: str) -> MetricInfo:
+    """The registered metric called ``name``; an unknown name raises ``KeyError`` with "did you mean …"."""
+    return METRICS.get(name)
 
 
 def compute_all(

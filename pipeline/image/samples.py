@@ -9,11 +9,12 @@ distribution itself; the files fetched on demand by ``skimage.data`` need a netw
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 import numpy as np
+
+from model.registry import Registry
 
 SCHEME = "samples:"
 
@@ -28,37 +29,35 @@ class Sample:
     item: int | None = None
 
 
-SAMPLES: dict[str, Sample] = {
-    s.name: s
-    for s in (
-        Sample("astronaut", "astronaut", "portrait of astronaut Eileen Collins (NASA), 512x512"),
-        Sample("chelsea", "chelsea", "Chelsea the cat, 451x300"),
-        Sample("coffee", "coffee", "a cup of coffee on a saucer, 600x400"),
-        Sample("rocket", "rocket", "a Falcon 9 rocket launch, 640x427"),
-        Sample(
-            "motorcycle", "stereo_motorcycle", "a motorcycle in a workshop (left stereo view), 741x500", 0
-        ),
-        Sample("hubble_deep_field", "hubble_deep_field", "Hubble eXtreme Deep Field (NASA), 1000x872"),
-        Sample("immunohistochemistry", "immunohistochemistry", "stained tissue under a microscope, 512x512"),
-        Sample("retina", "retina", "photograph of a human retina (fundus), 1411x1411"),
-    )
-}
-
-
 class SampleError(ValueError):
     """A ``samples:`` selection naming a photo that is not bundled, or a malformed option."""
 
 
+def _unknown(name: str, hint: str) -> str:
+    return (
+        f"no bundled sample photo '{name}'"
+        + (f" ({hint})" if hint else "")
+        + f"; available: {', '.join(SAMPLES)}"
+    )
+
+
+SAMPLES: Registry[Sample] = Registry("sample photo", error=SampleError, message=_unknown)
+for _sample in (
+    Sample("astronaut", "astronaut", "portrait of astronaut Eileen Collins (NASA), 512x512"),
+    Sample("chelsea", "chelsea", "Chelsea the cat, 451x300"),
+    Sample("coffee", "coffee", "a cup of coffee on a saucer, 600x400"),
+    Sample("rocket", "rocket", "a Falcon 9 rocket launch, 640x427"),
+    Sample("motorcycle", "stereo_motorcycle", "a motorcycle in a workshop (left stereo view), 741x500", 0),
+    Sample("hubble_deep_field", "hubble_deep_field", "Hubble eXtreme Deep Field (NASA), 1000x872"),
+    Sample("immunohistochemistry", "immunohistochemistry", "stained tissue under a microscope, 512x512"),
+    Sample("retina", "retina", "photograph of a human retina (fundus), 1411x1411"),
+):
+    SAMPLES.add(_sample.name, _sample)
+del _sample
+
+
 def is_samples_uri(uri: str) -> bool:
     return uri.strip().lower().startswith(SCHEME)
-
-
-def _check_name(name: str) -> str:
-    if name in SAMPLES:
-        return name
-    close = difflib.get_close_matches(name, SAMPLES, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise SampleError(f"no bundled sample photo '{name}'{hint}; available: {', '.join(SAMPLES)}")
 
 
 def parse_samples_uri(uri: str) -> tuple[list[str], int | None]:
@@ -80,7 +79,7 @@ def parse_samples_uri(uri: str) -> tuple[list[str], int | None]:
         if max_side < 8:
             raise SampleError(f"max_side must be at least 8 pixels, got {max_side}")
     names = [n.strip() for n in names_part.split(",") if n.strip()]
-    return ([_check_name(n) for n in dict.fromkeys(names)] or list(SAMPLES)), max_side
+    return ([SAMPLES.get(n).name for n in dict.fromkeys(names)] or list(SAMPLES)), max_side
 
 
 def sample_uri(name: str, max_side: int | None = None) -> str:
@@ -92,7 +91,7 @@ def load_sample(name: str, max_side: int | None = None) -> np.ndarray:
     """A bundled photo as an (H, W, 3) uint8 RGB array, scaled down to ``max_side`` when given."""
     import skimage.data
 
-    sample = SAMPLES[_check_name(name)]
+    sample = SAMPLES.get(name)
     data = getattr(skimage.data, sample.loader)()
     rgb = np.asarray(data[sample.item] if sample.item is not None else data)
     rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)

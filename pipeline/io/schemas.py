@@ -1,7 +1,7 @@
 """Table schemas, declared once. Writers cast to these; readers and tests check against them.
 
 Columns a table may carry beyond these (manifest extras, joined codec metadata) are appended after the declared
-ones by :func:`with_extras`; the declared columns always keep their names, order and types.
+ones by :func:`conform`; the declared columns always keep their names, order and types.
 """
 
 from __future__ import annotations
@@ -104,12 +104,6 @@ ERRORS = pa.schema(
         ("message", pa.string()),
     ]
 )
-
-
-def with_extras(schema: pa.Schema, table: pa.Table) -> pa.Schema:
-    """``schema`` followed by the columns of ``table`` it does not declare (carried or joined columns)."""
-    extra = [f for f in table.schema if schema.get_field_index(f.name) < 0]
-    return pa.schema([*schema, *extra])
 
 
 def conform(rows: list[dict] | pa.Table, schema: pa.Schema, *, keep_extras: bool = True) -> pa.Table:
