@@ -24,6 +24,13 @@ def group_key(ref_id: str) -> str:
     return "g-" + hashlib.sha1(ref_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
+def printable(text: str) -> str:
+    """``text`` with every control character written as its escape (``\\x00``, ``\\n``): one safe line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 @dataclass
 class DistortedImage:
     dist_id: str
@@ -64,6 +71,11 @@ class ReferenceGroup:
         return cls(ref_id=d["ref_id"], ref_uri=d["ref_uri"], key=d.get("key") or "",
                    dists=[DistortedImage.from_dict(x) for x in d["dists"]], pairs=d.get("pairs"))  # fmt: skip
 
+    @classmethod
+    def of(cls, group: ReferenceGroup | dict) -> ReferenceGroup:
+        """``group`` as a record: a record is returned as is, a dict of the same shape is converted."""
+        return group if isinstance(group, ReferenceGroup) else cls.from_dict(group)
+
 
 @dataclass
 class ErrorRow:
@@ -76,16 +88,21 @@ class ErrorRow:
 
     @classmethod
     def make(cls, stage: str, code: str, message: str, *, ref_id=None, dist_id=None, uri=None) -> ErrorRow:
-        """An error row with the URI shown without credentials and the message redacted."""
+        """An error row with the URI shown without credentials and the message redacted, both on one line
+        (control characters such as a NUL byte or a newline written as escapes)."""
         return cls(
             stage=stage,
             ref_id=None if ref_id is None else str(ref_id),
             dist_id=None if dist_id is None else str(dist_id),
-            uri=None if uri is None else storage.display(str(uri)),
+            uri=None if uri is None else printable(storage.display(str(uri))),
             error=code,
-            message=storage.redact(str(message)),
+            message=printable(storage.redact(str(message))),
         )
 
     def to_dict(self, run_id: str | None = None) -> dict:
         d = asdict(self)
         return d if run_id is None else {"run_id": run_id, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ErrorRow:
+        return cls(**{k: d.get(k) for k in ("stage", "ref_id", "dist_id", "uri", "error", "message")})

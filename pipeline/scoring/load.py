@@ -1,129 +1,201 @@
-"""The CPU side of a reference group: read, check, measure and tile, ahead of the scoring actors.
+"""The CPU side of a reference group: read, check, measure, tile and choose the pairs, ahead of the scoring actors.
 
-:func:`load_group` turns a group record (from :func:`pipeline.scoring.manifest.groups`) into a :class:`LoadedGroup`: the
-decoded images cut into the shared patch grid, the classic metrics of every distorted image, and an error row for
-every image that could not be used. Nothing here needs a GPU, so a GPU actor never waits on image decoding.
+:func:`load_group` turns a :class:`pipeline.io.records.ReferenceGroup` into a :class:`LoadedGroup`: the decoded
+images cut into the shared patch grid, the classic metrics of every usable distorted image, the (i, j) index pairs
+to score, and an error row for every image that could not be used. Nothing here needs a GPU, so a GPU actor never
+waits on image decoding, and the actor only encodes and compares.
+
+Rows are isolated: whatever goes wrong with one distorted image (unreadable, undecodable, the wrong size, or any
+unexpected failure while measuring it) becomes that image's error row and the group's other images go on. Only a
+reference that cannot be used fails the whole group.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from pipeline.image import decoding, metrics, tiling
 from pipeline.io import storage
-from pipeline.scoring.manifest import within_roots
+from pipeline.io.records import DistortedImage, ErrorRow, ReferenceGroup
+from pipeline.scoring import pairing
+
+STAGE = "load"
+MESSAGE_CHARS = 300  # an error message is one line of at most this many characters
+
+
+@dataclass
+class MeasuredImage:
+    """A usable distorted image: its manifest record, its size, its rate and its classic metrics."""
+
+    dist_id: str
+    dist_uri: str  # as shown (no credentials)
+    codec: str | None
+    codec_version: str | None
+    setting: str | None
+    bytes: int | None
+    width: int
+    height: int
+    bpp: float | None
+    metrics: dict[str, float | None]  # psnr, psnr_y, ms_ssim (the registered metrics)
+    extras: dict = field(default_factory=dict)
+
+    def to_row(self) -> dict:
+        """As an Arrow struct: typed fields, the per-manifest ``extras`` as one JSON string."""
+        return {**{k: getattr(self, k) for k in _FIELDS}, "metrics": dict(self.metrics),
+                "extras": json.dumps(self.extras)}  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: dict) -> MeasuredImage:
+        extras = row.get("extras")
+        return cls(**{k: row.get(k) for k in _FIELDS}, metrics=dict(row.get("metrics") or {}),
+                   extras=json.loads(extras) if isinstance(extras, str) else dict(extras or {}))  # fmt: skip
+
+
+_FIELDS = ("dist_id", "dist_uri", "codec", "codec_version", "setting", "bytes", "width", "height", "bpp")
+
+
+def no_patches(patch: int) -> np.ndarray:
+    """The patches of a group with nothing to score: zero images, same rank as real patches."""
+    return np.zeros((0, 0, 3, patch, patch), dtype=np.uint8)
 
 
 @dataclass
 class LoadedGroup:
     ref_id: str
-    ref_uri: str
+    ref_uri: str  # as shown (no credentials)
     key: str
-    dists: list[dict]  # usable distorted images, with width/height/bpp/psnr/psnr_y/ms_ssim
-    errors: list[dict] = field(default_factory=list)
-    patches: np.ndarray | None = None  # (1 + len(dists), K, 3, h, w) uint8
-    pairs_by_id: list[list[str]] | None = None  # explicit pairs to score instead of a strategy
+    dists: list[MeasuredImage]  # the usable distorted images, in manifest order
+    errors: list[ErrorRow] = field(default_factory=list)
+    patches: np.ndarray = field(default_factory=lambda: no_patches(1))  # (1 + len(dists), K, 3, h, w) uint8
+    pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))  # (P, 2) into dists
     load_seconds: float = 0.0
 
-    def meta_json(self) -> str:
-        d = asdict(self)
-        d.pop("patches")
-        return json.dumps(d)
+    @property
+    def has_patches(self) -> bool:
+        return self.patches.shape[0] > 0
+
+    @property
+    def n_patches(self) -> int:
+        return int(self.patches.shape[1]) if self.has_patches else 0
+
+    def pair_list(self) -> list[tuple[int, int]]:
+        return [(int(i), int(j)) for i, j in self.pairs]
 
 
-def _error(group: dict, dist: dict | None, uri: str, code: str, message: str) -> dict:
-    return {
-        "stage": "load",
-        "ref_id": group["ref_id"],
-        "dist_id": dist["dist_id"] if dist else None,
-        "uri": storage.display(uri),
-        "error": code,
-        "message": storage.redact(message),
-    }
+def one_line(e: BaseException) -> str:
+    """``Type: message`` on one line, credentials redacted, at most :data:`MESSAGE_CHARS` characters."""
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return storage.redact(text)[:MESSAGE_CHARS]
+
+
+def index_pairs(
+    group: ReferenceGroup, dists: list[MeasuredImage], strategy: str, tolerance: float
+) -> list[tuple[int, int]]:
+    """The (i, j) indices into ``dists`` to score: the group's explicit pairs if it has any, else ``strategy``."""
+    if group.pairs is not None:
+        return pairing.pairs_by_id([d.dist_id for d in dists], group.pairs)
+    items = [pairing.Item(codec=d.codec, bpp=d.bpp) for d in dists]
+    return pairing.pairs(items, strategy, tolerance=tolerance)
+
+
+def _read(uri: str, allow_roots: list[str] | None, max_pixels: int | None) -> np.ndarray:
+    """The decoded image at ``uri``; any failure to reach or read it is an :class:`decoding.ImageError`."""
+    try:
+        location = storage.confine(uri, allow_roots)
+    except storage.OutsideRoots:
+        raise decoding.ImageError(
+            "outside_roots", f"{storage.display(uri)} lies outside the allowed locations"
+        ) from None
+    except (ValueError, OSError) as e:
+        raise decoding.ImageError(
+            "unreadable", f"{storage.display(uri)}: cannot be read ({one_line(e)})"
+        ) from None
+    try:
+        return decoding.read_image(location, max_pixels=max_pixels)
+    except decoding.ImageError:
+        raise
+    except Exception as e:  # e.g. a NUL byte in a path (ValueError inside open), a broken filesystem driver
+        raise decoding.ImageError(
+            "unreadable", f"{storage.display(uri)}: cannot be read ({one_line(e)})"
+        ) from None
 
 
 def load_group(
-    group: dict,
+    group: ReferenceGroup | dict,
     *,
     patch: int,
     min_size: int = 32,
     max_pixels: int | None = decoding.DEFAULT_MAX_PIXELS,
     allow_roots: list[str] | None = None,
+    pairs: str = "all",
+    match_tolerance: float = pairing.DEFAULT_MATCH_TOLERANCE,
 ) -> LoadedGroup:
-    """Read the reference and its distorted images, check them, compute classic metrics, cut patches."""
+    """Read the reference and its distorted images, check them, measure them, cut patches, choose the pairs.
+
+    ``pairs``/``match_tolerance`` choose the pairs (see :mod:`pipeline.scoring.pairing`) unless the group names
+    its own (``group.pairs``).
+    """
     start = time.perf_counter()
-    out = LoadedGroup(
-        ref_id=group["ref_id"],
-        ref_uri=storage.display(group["ref_uri"]),
-        key=group["key"],
-        dists=[],
-        pairs_by_id=group.get("pairs"),
-    )
-    dists = group["dists"]
+    group = ReferenceGroup.of(group)
+    out = LoadedGroup(ref_id=group.ref_id, ref_uri=storage.display(group.ref_uri), key=group.key, dists=[],
+                      patches=no_patches(patch))  # fmt: skip
+
+    def error(d: DistortedImage, code: str, message: str) -> ErrorRow:
+        return ErrorRow.make(STAGE, code, message, ref_id=group.ref_id, dist_id=d.dist_id, uri=d.dist_uri)
 
     def refuse_all(code: str, message: str) -> LoadedGroup:
-        for d in dists:
-            out.errors.append(_error(group, d, d["dist_uri"], code, message))
+        out.errors.extend(error(d, code, message) for d in group.dists)
         out.load_seconds = time.perf_counter() - start
         return out
 
-    if allow_roots is not None and not within_roots(group["ref_uri"], allow_roots):
-        return refuse_all(
-            "outside_roots",
-            f"reference {storage.display(group['ref_uri'])} lies outside the allowed locations",
-        )
     try:
-        ref = decoding.read_image(group["ref_uri"], max_pixels=max_pixels)
+        ref = _read(group.ref_uri, allow_roots, max_pixels)
     except decoding.ImageError as e:
+        if e.code == "outside_roots":
+            return refuse_all(e.code, f"reference {e.message}")
         return refuse_all(f"reference_{e.code}", f"reference unusable: {e.message}")
     height, width = ref.shape[:2]
     if min(height, width) < min_size:
         return refuse_all(
             "too_small", f"reference is {width}x{height}; the model needs at least {min_size} px on each side"
         )
-    stats = metrics.ReferenceStats(ref)
+    try:
+        stats = metrics.ReferenceStats(ref)
+    except Exception as e:  # the reference decoded but cannot be measured
+        return refuse_all("reference_internal", f"reference unusable: {one_line(e)}")
     pixels = [ref]
-    for d in dists:
-        uri = d["dist_uri"]
-        if allow_roots is not None and not within_roots(uri, allow_roots):
-            out.errors.append(
-                _error(
-                    group,
-                    d,
-                    uri,
-                    "outside_roots",
-                    f"{storage.display(uri)} lies outside the allowed locations",
-                )
-            )
-            continue
+    for d in group.dists:
         try:
-            img = decoding.read_image(uri, max_pixels=max_pixels)
+            img = _read(d.dist_uri, allow_roots, max_pixels)
         except decoding.ImageError as e:
-            out.errors.append(_error(group, d, uri, e.code, e.message))
+            out.errors.append(error(d, e.code, e.message))
             continue
         if img.shape != ref.shape:
             h2, w2 = img.shape[:2]
+            msg = f"distorted image is {w2}x{h2} but its reference is {width}x{height}"
+            out.errors.append(error(d, "size_mismatch", msg))
+            continue
+        try:
+            measured = metrics.compute_all(stats, img)
+        except Exception as e:  # a failure while measuring this image loses this image only
             out.errors.append(
-                _error(
-                    group,
-                    d,
-                    uri,
-                    "size_mismatch",
-                    f"distorted image is {w2}x{h2} but its reference is {width}x{height}",
-                )
+                error(d, "internal", f"cannot measure {storage.display(d.dist_uri)}: {one_line(e)}")
             )
             continue
-        m = metrics.compute_all(stats, img)
-        nbytes = d.get("bytes")
-        bpp = None if nbytes is None else nbytes * 8.0 / (width * height)
-        out.dists.append(
-            {**d, "dist_uri": storage.display(uri), "width": width, "height": height, "bpp": bpp, **m}
-        )
+        bpp = None if d.bytes is None else d.bytes * 8.0 / (width * height)
+        out.dists.append(MeasuredImage(
+            dist_id=d.dist_id, dist_uri=storage.display(d.dist_uri), codec=d.codec, codec_version=d.codec_version,
+            setting=d.setting, bytes=d.bytes, width=width, height=height, bpp=bpp, metrics=measured,
+            extras=dict(d.extras or {}),
+        ))  # fmt: skip
         pixels.append(img)
-    out.patches = tiling.patches(np.stack(pixels), patch)
+    if out.dists:
+        out.patches = tiling.patches(np.stack(pixels), patch)
+    pair_list = index_pairs(group, out.dists, pairs, match_tolerance)
+    out.pairs = np.asarray(pair_list, dtype=np.int64).reshape(-1, 2)
     out.load_seconds = time.perf_counter() - start
     return out

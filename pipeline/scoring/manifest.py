@@ -12,7 +12,6 @@ Relative URIs resolve against the manifest's own folder.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass, field
 
@@ -22,6 +21,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipeline.io import schemas, storage
+from pipeline.io.jsonable import plain
+from pipeline.io.records import DistortedImage, ErrorRow, ReferenceGroup, group_key
 
 MANIFEST_COLUMNS = [f.name for f in schemas.MANIFEST]
 
@@ -75,15 +76,20 @@ def _read_table(uri: str, data: bytes) -> pa.Table:
         raise ManifestError(f"{storage.display(uri)}: not a well-formed CSV ({e})") from None
 
 
+def _missing(v) -> bool:
+    return v is None or bool(pd.isna(v))
+
+
 def _error(ref_id, dist_id, uri, code: str, message: str) -> dict:
-    return {
-        "stage": "manifest",
-        "ref_id": None if pd.isna(ref_id) else str(ref_id),
-        "dist_id": None if pd.isna(dist_id) else str(dist_id),
-        "uri": None if uri is None or pd.isna(uri) else storage.display(str(uri)),
-        "error": code,
-        "message": message,
-    }
+    """An errors-table row of stage ``manifest`` (built by :meth:`ErrorRow.make`), as the dict the driver writes."""
+    return ErrorRow.make(
+        "manifest",
+        code,
+        message,
+        ref_id=None if _missing(ref_id) else ref_id,
+        dist_id=None if _missing(dist_id) else dist_id,
+        uri=None if _missing(uri) else uri,
+    ).to_dict()
 
 
 def _row_errors(df: pd.DataFrame, mask: pd.Series, code: str, what) -> list[dict]:
@@ -203,12 +209,7 @@ def read_codec_table(uri: str) -> pd.DataFrame:
     return df
 
 
-def group_key(ref_id: str) -> str:
-    """A stable, filesystem-safe name for a reference group's output files."""
-    return "g-" + hashlib.sha1(ref_id.encode("utf-8")).hexdigest()[:20]
-
-
-def groups(manifest: Manifest) -> list[dict]:
+def groups(manifest: Manifest) -> list[ReferenceGroup]:
     """One record per reference: the reference and its distorted images, in manifest order."""
     out = []
     extras = manifest.extra_columns
@@ -217,45 +218,21 @@ def groups(manifest: Manifest) -> list[dict]:
         for r in rows.itertuples(index=False):
             d = r._asdict()
             dists.append(
-                {
-                    "dist_id": d["dist_id"],
-                    "dist_uri": d["dist_uri"],
-                    "codec": d["codec"],
-                    "codec_version": d["codec_version"],
-                    "setting": d["setting"],
-                    "bytes": None if pd.isna(d["bytes"]) else int(d["bytes"]),
-                    "extras": {k: _plain(d[k]) for k in extras},
-                }
+                DistortedImage(
+                    dist_id=d["dist_id"],
+                    dist_uri=d["dist_uri"],
+                    codec=d["codec"],
+                    codec_version=d["codec_version"],
+                    setting=d["setting"],
+                    bytes=None if pd.isna(d["bytes"]) else int(d["bytes"]),
+                    extras={k: plain(d[k]) for k in extras},
+                )
             )
-        out.append(
-            {
-                "ref_id": str(ref_id),
-                "ref_uri": rows["ref_uri"].iloc[0],
-                "key": group_key(str(ref_id)),
-                "dists": dists,
-            }
-        )
+        out.append(ReferenceGroup(ref_id=str(ref_id), ref_uri=rows["ref_uri"].iloc[0], dists=dists))
     return out
 
 
-def _plain(v):
-    if v is None:
-        return None
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, float) and pd.isna(v):
-        return None
-    return v
-
-
-def within_roots(uri: str, roots: list[str]) -> bool:
-    """True when ``uri`` lies under one of the allowed root prefixes (after normalisation)."""
-    target = storage.canonical(uri)
-    for root in roots:
-        r = storage.canonical(root)
-        if target == r or target.startswith(r.rstrip("/") + "/") or r == "/":
-            return True
-    return False
+within_roots = storage.within_roots  # allowed locations are checked on what a URI resolves to
 
 
 __all__ = [

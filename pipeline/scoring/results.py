@@ -1,6 +1,6 @@
 """The results folder: rows of a scored group, codec-metadata joins, idempotent Parquet writes, reading back.
 
-Layout (DESIGN.md): ``images/``, ``pairs/``, ``errors/`` hold one Parquet file per reference group, named by the
+Layout (docs/architecture.md): ``images/``, ``pairs/``, ``errors/`` hold one Parquet file per reference group, named by the
 group's key, plus ``run.json``. Writing a group is idempotent: its files always have the same names, so a rerun
 overwrites instead of duplicating. ``images/<key>.parquet`` is written last and marks the group finished.
 """
@@ -8,9 +8,8 @@ overwrites instead of duplicating. ``images/<key>.parquet`` is written last and 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -18,56 +17,79 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.io import schemas, storage
+from pipeline.io.jsonable import jsonable
+from pipeline.io.records import ErrorRow
+from pipeline.io.tables import parquet_bytes
+from pipeline.scoring.load import LoadedGroup, MeasuredImage
 
 TABLES = {"images": schemas.IMAGES, "pairs": schemas.PAIRS, "errors": schemas.ERRORS}
 CODEC_KEYS = ("codec", "codec_version")
 
 
+@dataclass
+class ScoredGroup:
+    """A reference group after scoring: its usable images, error rows, the scored pairs and their logits."""
+
+    ref_id: str
+    ref_uri: str
+    key: str
+    dists: list[MeasuredImage]
+    errors: list[ErrorRow] = field(default_factory=list)
+    pairs: list[tuple[int, int]] = field(default_factory=list)  # (i, j) into dists
+    logits: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))  # one per pair
+    model: str = ""
+    checkpoint_sha256: str | None = None
+    device: str = ""
+    n_patches: int = 0
+    failed: bool = False  # scoring failed: only the errors are written, the group is retried on rerun
+    peak_rss_mb: float = 0.0
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedGroup, logits: np.ndarray, **facts) -> ScoredGroup:
+        """A loaded group with the logits of its pairs (``facts``: model, checkpoint_sha256, device, ...)."""
+        return cls(ref_id=loaded.ref_id, ref_uri=loaded.ref_uri, key=loaded.key, dists=loaded.dists,
+                   errors=loaded.errors, pairs=loaded.pair_list(), logits=np.asarray(logits, dtype=np.float64),
+                   n_patches=loaded.n_patches, **facts)  # fmt: skip
+
+
 def group_tables(
-    meta: dict,
-    pairs: list[tuple[int, int]],
-    logits: np.ndarray,
-    *,
-    run_id: str,
-    model: str,
-    checkpoint_sha256: str,
-    n_patches: int,
-    codec_table: pd.DataFrame | None = None,
+    scored: ScoredGroup, *, run_id: str, codec_table: pd.DataFrame | None = None
 ) -> dict[str, pa.Table]:
     """The images, pairs and errors tables of one scored group (declared schemas, joined codec metadata)."""
     from pipeline.stats import bradley_terry
 
-    dists = meta["dists"]
-    p = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    dists = scored.dists
+    logits = np.asarray(scored.logits, dtype=np.float64)
+    p = 1.0 / (1.0 + np.exp(-logits))
     pair_rows = []
-    for (i, j), logit, p_a in zip(pairs, logits, p, strict=True):
+    for (i, j), logit, p_a in zip(scored.pairs, logits, p, strict=True):
         a, b = dists[i], dists[j]
         pair_rows.append(
             {
                 "run_id": run_id,
-                "ref_id": meta["ref_id"],
-                "a_id": a["dist_id"],
-                "b_id": b["dist_id"],
+                "ref_id": scored.ref_id,
+                "a_id": a.dist_id,
+                "b_id": b.dist_id,
                 "p_a": float(p_a),
                 "logit": float(logit),
-                "model": model,
-                "checkpoint_sha256": checkpoint_sha256,
-                "n_patches": n_patches,
-                "a_codec": a["codec"],
-                "b_codec": b["codec"],
-                "a_setting": a["setting"],
-                "b_setting": b["setting"],
-                "a_bpp": a["bpp"],
-                "b_bpp": b["bpp"],
-                "a_codec_version": a["codec_version"],
-                "b_codec_version": b["codec_version"],
+                "model": scored.model,
+                "checkpoint_sha256": scored.checkpoint_sha256,
+                "n_patches": scored.n_patches,
+                "a_codec": a.codec,
+                "b_codec": b.codec,
+                "a_setting": a.setting,
+                "b_setting": b.setting,
+                "a_bpp": a.bpp,
+                "b_bpp": b.bpp,
+                "a_codec_version": a.codec_version,
+                "b_codec_version": b.codec_version,
             }
         )
     scores: dict[str, float] = {}
     win_rates: dict[str, float] = {}
     counts: dict[str, int] = {}
     if pair_rows:
-        ids = [d["dist_id"] for d in dists]
+        ids = [d.dist_id for d in dists]
         fit = bradley_terry.fit([r["a_id"] for r in pair_rows], [r["b_id"] for r in pair_rows], p, items=ids)
         scores = dict(zip(fit.items, map(float, fit.scores), strict=True))
         win_rates = dict(zip(fit.items, map(float, fit.win_rate), strict=True))
@@ -76,27 +98,27 @@ def group_tables(
     for d in dists:
         row = {
             "run_id": run_id,
-            "ref_id": meta["ref_id"],
-            "dist_id": d["dist_id"],
-            "ref_uri": meta["ref_uri"],
-            "dist_uri": d["dist_uri"],
-            "codec": d["codec"],
-            "codec_version": d["codec_version"],
-            "setting": d["setting"],
-            "bytes": d["bytes"],
-            "width": d["width"],
-            "height": d["height"],
-            "bpp": d["bpp"],
-            "psnr": d["psnr"],
-            "psnr_y": d["psnr_y"],
-            "ms_ssim": d["ms_ssim"],
-            "prf_score": scores.get(d["dist_id"]) if counts.get(d["dist_id"]) else None,
-            "prf_win_rate": win_rates.get(d["dist_id"]) if counts.get(d["dist_id"]) else None,
-            "n_pairs": counts.get(d["dist_id"], 0),
+            "ref_id": scored.ref_id,
+            "dist_id": d.dist_id,
+            "ref_uri": scored.ref_uri,
+            "dist_uri": d.dist_uri,
+            "codec": d.codec,
+            "codec_version": d.codec_version,
+            "setting": d.setting,
+            "bytes": d.bytes,
+            "width": d.width,
+            "height": d.height,
+            "bpp": d.bpp,
+            "psnr": d.metrics.get("psnr"),
+            "psnr_y": d.metrics.get("psnr_y"),
+            "ms_ssim": d.metrics.get("ms_ssim"),
+            "prf_score": scores.get(d.dist_id) if counts.get(d.dist_id) else None,
+            "prf_win_rate": win_rates.get(d.dist_id) if counts.get(d.dist_id) else None,
+            "n_pairs": counts.get(d.dist_id, 0),
         }
-        row.update({k: v for k, v in (d.get("extras") or {}).items() if k not in row})
+        row.update({k: v for k, v in (d.extras or {}).items() if k not in row})
         image_rows.append(row)
-    error_rows = [{"run_id": run_id, **e} for e in meta["errors"]]
+    error_rows = [e.to_dict(run_id) for e in scored.errors]
     images_t = schemas.conform(image_rows, schemas.IMAGES)
     pairs_t = schemas.conform(pair_rows, schemas.PAIRS)
     if codec_table is not None and len(codec_table):
@@ -129,12 +151,6 @@ def _declared(table: pa.Table) -> pa.Schema:
     return table.schema
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()
-
-
 def write_group(output: str, key: str, tables: dict[str, pa.Table]) -> None:
     """Write one group's files: errors and pairs first, images last (its presence marks the group finished)."""
     for name in ("errors", "pairs", "images"):
@@ -143,7 +159,7 @@ def write_group(output: str, key: str, tables: dict[str, pa.Table]) -> None:
         if name == "errors" and table.num_rows == 0:
             _remove(uri)  # a stale errors file of an earlier attempt at this group
             continue
-        storage.write_bytes(uri, _parquet_bytes(table))
+        storage.write_bytes(uri, parquet_bytes(table))
 
 
 def finished_groups(output: str) -> set[str]:
@@ -158,11 +174,12 @@ def _remove(uri: str) -> None:
         fs.rm(path)
 
 
-def write_errors(output: str, name: str, rows: list[dict], run_id: str) -> None:
+def write_errors(output: str, name: str, rows: list[dict | ErrorRow], run_id: str) -> None:
     """Errors that belong to no group (e.g. manifest rows), as one file."""
     if rows:
-        table = schemas.conform([{"run_id": run_id, **r} for r in rows], schemas.ERRORS)
-        storage.write_bytes(storage.join(output, "errors", f"{name}.parquet"), _parquet_bytes(table))
+        dicts = [r.to_dict(run_id) if isinstance(r, ErrorRow) else {"run_id": run_id, **r} for r in rows]
+        table = schemas.conform(dicts, schemas.ERRORS)
+        storage.write_bytes(storage.join(output, "errors", f"{name}.parquet"), parquet_bytes(table))
 
 
 def read_table(results: str, name: str) -> pd.DataFrame:
@@ -196,16 +213,4 @@ def read_run(results: str) -> dict | None:
 
 
 def write_run(results: str, run: dict) -> None:
-    storage.write_text(
-        storage.join(results, "run.json"), json.dumps(_jsonable(run), indent=2, sort_keys=True)
-    )
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    storage.write_text(storage.join(results, "run.json"), json.dumps(jsonable(run), indent=2, sort_keys=True))

@@ -1,7 +1,8 @@
 """Scoring a reference group with PRFNet: encode each image once, compare every requested pair from the cache.
 
 :class:`PairScorer` is a plain class (no Ray): it loads one model replica in ``__init__`` and scores groups of
-already decoded, already tiled images. The Ray actor of :mod:`pipeline.scoring.driver` is a thin adapter around it.
+already decoded, already tiled images. The Ray actor of :mod:`pipeline.scoring.stages` is a thin adapter around
+it; the pairs are chosen before (:mod:`pipeline.scoring.load`), so scoring is encoding and comparing only.
 
 Per group, with K patches per image on a shared grid:
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import warnings
 
 import numpy as np
 
@@ -50,6 +52,15 @@ def build_model(name: str, checkpoint: str | None, *, device):
         model = create_model(name)
         sha = untrained_sha256(model)
     return model.eval().to(device), sha
+
+
+def _tensor(array: np.ndarray):
+    """A tensor sharing ``array``'s memory, also when it is read-only (a zero-copy view of a Ray Data column)."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 class PairScorer:
@@ -119,8 +130,8 @@ class PairScorer:
         feats: list[list] = []
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(patches), self.batch_size):
-                x = torch.from_numpy(patches[start : start + self.batch_size]).to(self.device)
-                x = x.float().div_(255.0)
+                x = _tensor(patches[start : start + self.batch_size]).to(self.device)
+                x = x.float().div_(255.0)  # a new tensor: the patches themselves are never written
                 feats.append(self.model.encode(x))
         return [torch.cat([f[s] for f in feats]) for s in range(len(feats[0]))]
 

@@ -1,8 +1,17 @@
 """The Ray Data stages of a scoring run, as thin adapters around plain cores.
 
-- :func:`load_stage` (CPU tasks) wraps :func:`pipeline.scoring.load.load_group`;
-- :class:`ScoreActor` (actor pool, one model replica each) wraps :class:`pipeline.scoring.scorer.PairScorer`;
+- :func:`load_stage` (CPU tasks) wraps :func:`pipeline.scoring.load.load_group`: it decodes, measures, tiles and
+  chooses the pairs;
+- :class:`ScoreActor` (actor pool, one model replica each) wraps :meth:`pipeline.scoring.scorer.PairScorer.score`:
+  it only encodes and compares;
 - :func:`write_stage` (CPU tasks) wraps :func:`pipeline.scoring.results.group_tables` and the group's writes.
+
+Between stages a group is one row of typed columns (:data:`GROUP_COLUMNS`): ``key``, ``ref_id``, ``ref_uri``,
+``dists`` and ``errors`` (lists of Arrow structs; only each image's per-manifest ``extras`` is a JSON string),
+``pairs`` (an (P, 2) int64 tensor of indices into ``dists``) and ``patches`` (an (1 + N, K, 3, h, w) uint8 tensor;
+Ray Data keeps the ragged shapes as its variable-shaped Arrow tensor type and hands the actor a zero-copy view).
+A group with nothing to score has zero images of patches, (0, 0, 3, p, p). The actor receives Arrow batches, so
+the metadata columns pass through it untouched; it drops ``patches`` and adds its logits and facts.
 
 They run inside Ray workers; :mod:`pipeline.scoring.driver` wires them into one dataset.
 """
@@ -15,104 +24,166 @@ import resource
 import numpy as np
 
 from pipeline.io import storage
+from pipeline.io.records import ErrorRow, ReferenceGroup
 from pipeline.scoring import pairing, results
+from pipeline.scoring.load import LoadedGroup, MeasuredImage, load_group, no_patches, one_line
+
+GROUP_COLUMNS = ("key", "ref_id", "ref_uri", "dists", "errors", "pairs", "patches", "load_seconds")
 
 
-def load_stage(row: dict, *, patch: int, min_size: int, max_pixels, allow_roots) -> dict:
-    """Ray ``map`` adapter of :func:`pipeline.scoring.load.load_group`: decoded patches travel as raw bytes."""
-    from pipeline.scoring.load import LoadedGroup, load_group
+def group_row(group: ReferenceGroup | dict) -> dict:
+    """The driver's input row of a group: its key and the group as typed columns (extras as JSON)."""
+    g = ReferenceGroup.of(group)
+    return {"key": g.key, "ref_id": g.ref_id, "ref_uri": g.ref_uri,
+            "dists": [{**d.to_dict(), "extras": json.dumps(d.extras)} for d in g.dists],
+            "explicit_pairs": g.pairs is not None, "pairs_by_id": g.pairs or []}  # fmt: skip
 
-    group = json.loads(row["group"])
+
+def _group_of(row: dict) -> ReferenceGroup:
+    dists = [{**d, "extras": json.loads(d["extras"]) if d.get("extras") else {}} for d in row["dists"]]
+    pairs = [list(p) for p in row["pairs_by_id"]] if row["explicit_pairs"] else None
+    return ReferenceGroup.from_dict({"ref_id": row["ref_id"], "ref_uri": row["ref_uri"], "key": row["key"],
+                                     "dists": dists, "pairs": pairs})  # fmt: skip
+
+
+def loaded_row(loaded: LoadedGroup) -> dict:
+    return {
+        "key": loaded.key,
+        "ref_id": loaded.ref_id,
+        "ref_uri": loaded.ref_uri,
+        "dists": [d.to_row() for d in loaded.dists],
+        "errors": [e.to_dict() for e in loaded.errors],
+        "pairs": loaded.pairs,
+        "patches": loaded.patches,
+        "load_seconds": float(loaded.load_seconds),
+    }
+
+
+def load_stage(row: dict, *, patch: int, min_size: int, max_pixels, allow_roots, pairs: str = "all",
+               match_tolerance: float = pairing.DEFAULT_MATCH_TOLERANCE) -> dict:  # fmt: skip
+    """Ray ``map`` adapter of :func:`pipeline.scoring.load.load_group`: one input row in, one group row out."""
+    group = _group_of(row)
     try:
-        loaded = load_group(
-            group, patch=patch, min_size=min_size, max_pixels=max_pixels, allow_roots=allow_roots
-        )
-    except Exception as e:  # an unexpected failure loses this group only, with the reason recorded
-        loaded = LoadedGroup(ref_id=group["ref_id"], ref_uri=storage.display(group["ref_uri"]), key=group["key"],
-                             dists=[])  # fmt: skip
-        loaded.errors = [
-            {"stage": "load", "ref_id": group["ref_id"], "dist_id": d["dist_id"],
-             "uri": storage.display(d["dist_uri"]), "error": "internal",
-             "message": storage.redact(f"{type(e).__name__}: {e}")}
-            for d in group["dists"]
-        ]  # fmt: skip
-    shape = [] if loaded.patches is None else list(loaded.patches.shape)
-    pixels = b"" if loaded.patches is None else loaded.patches.tobytes()
-    return {"key": loaded.key, "meta": loaded.meta_json(), "shape": json.dumps(shape), "pixels": pixels}
+        loaded = load_group(group, patch=patch, min_size=min_size, max_pixels=max_pixels, allow_roots=allow_roots,
+                            pairs=pairs, match_tolerance=match_tolerance)  # fmt: skip
+    except Exception as e:  # the last resort (rows are isolated inside load_group): this group only, recorded
+        loaded = LoadedGroup(ref_id=group.ref_id, ref_uri=storage.display(group.ref_uri), key=group.key, dists=[],
+                             patches=no_patches(patch))  # fmt: skip
+        loaded.errors = [ErrorRow.make("load", "internal", one_line(e), ref_id=group.ref_id, dist_id=d.dist_id,
+                                       uri=d.dist_uri) for d in group.dists]  # fmt: skip
+    return loaded_row(loaded)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def score_or_fail(scorer, patches: np.ndarray, pairs: np.ndarray, *, ref_id: str, ref_uri: str) -> dict:
+    """Score one group, turning a failure into the group's error row; with the actor's peak memory.
+
+    Returns the columns the actor adds: ``logits``, ``n_patches``, ``failed``, ``score_error`` (an error row or
+    None) and ``peak_rss_mb``.
+    """
+    out = {"logits": [], "n_patches": 0, "failed": False, "score_error": None}
+    if patches.shape[0] > 0:
+        try:
+            logits = scorer.score(patches, [(int(i), int(j)) for i, j in pairs])
+            out.update(logits=[float(v) for v in logits], n_patches=int(patches.shape[1]))
+        except Exception as e:  # e.g. out of device memory: this group fails, is retried on rerun
+            out["failed"] = True
+            out["score_error"] = ErrorRow.make("score", "scoring_failed", one_line(e), ref_id=ref_id,
+                                               uri=ref_uri).to_dict()  # fmt: skip
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def _tensors(batch, name: str) -> list[np.ndarray]:
+    """The arrays of a tensor column of an Arrow batch (zero-copy views) or of a dict batch."""
+    if isinstance(batch, dict):
+        return list(batch[name])
+    from ray.data.block import BlockAccessor
+
+    return list(BlockAccessor.for_block(batch.select([name])).to_numpy(name))
 
 
 class ScoreActor:
     """Ray actor adapter of :class:`pipeline.scoring.scorer.PairScorer`: one model replica, one group per call."""
 
-    def __init__(self, *, model: str, checkpoint: str | None, device: str, precision: str, batch_size, threads,
-                 pairs: str, match_tolerance: float):  # fmt: skip
+    def __init__(
+        self, *, model: str, checkpoint: str | None, device: str, precision: str, batch_size, threads
+    ):
         from pipeline.scoring.scorer import PairScorer
 
         self.scorer = PairScorer.load(
             model, checkpoint, device=device, precision=precision, batch_size=batch_size, threads=threads
         )
-        self.strategy = pairs
-        self.tolerance = match_tolerance
 
-    def __call__(self, batch: dict) -> dict:
-        out_keys, out_meta = [], []
-        for key, meta_s, shape_s, pixels in zip(batch["key"], batch["meta"], batch["shape"], batch["pixels"],
-                                                strict=True):  # fmt: skip
-            meta = json.loads(meta_s)
-            shape = json.loads(shape_s)
-            meta.update(model=self.scorer.model_name, checkpoint_sha256=self.scorer.checkpoint_sha256,
-                        device=str(self.scorer.device), pairs=[], logits=[], n_patches=0, failed=False)  # fmt: skip
-            if shape and meta["dists"]:
-                if meta.get("pairs_by_id") is not None:
-                    pair_list = pairing.pairs_by_id(
-                        [d["dist_id"] for d in meta["dists"]], meta["pairs_by_id"]
-                    )
-                else:
-                    items = [pairing.Item(codec=d["codec"], bpp=d["bpp"]) for d in meta["dists"]]
-                    pair_list = pairing.pairs(items, self.strategy, tolerance=self.tolerance)
-                try:
-                    patches = np.frombuffer(bytearray(pixels), dtype=np.uint8).reshape(shape)
-                    logits = self.scorer.score(patches, pair_list)
-                    meta.update(pairs=pair_list, logits=[float(v) for v in logits], n_patches=int(shape[1]))
-                except Exception as e:  # e.g. out of device memory: this group fails, is retried on rerun
-                    meta["failed"] = True
-                    meta["errors"] = meta["errors"] + [
-                        {"stage": "score", "ref_id": meta["ref_id"], "dist_id": None, "uri": meta["ref_uri"],
-                         "error": "scoring_failed", "message": storage.redact(f"{type(e).__name__}: {e}")}
-                    ]  # fmt: skip
-            meta["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            out_keys.append(key)
-            out_meta.append(json.dumps(meta))
-        return {"key": np.array(out_keys, dtype=object), "meta": np.array(out_meta, dtype=object)}
+    def __call__(self, batch):
+        """An Arrow batch of group rows in, the same rows out without ``patches`` and with the scores added."""
+        import pyarrow as pa
+
+        groups = zip(_tensors(batch, "patches"), _tensors(batch, "pairs"), batch.column("ref_id").to_pylist(),
+                     batch.column("ref_uri").to_pylist(), strict=True)  # fmt: skip
+        scored = [score_or_fail(self.scorer, p, q, ref_id=r, ref_uri=u) for p, q, r, u in groups]
+        n = batch.num_rows
+        out = batch.drop_columns(["patches"])
+        if any(s["failed"] for s in scored):
+            errors = out.column("errors").to_pylist()
+            errors = [
+                e + ([s["score_error"]] if s["score_error"] else [])
+                for e, s in zip(errors, scored, strict=True)
+            ]
+            out = out.set_column(out.schema.get_field_index("errors"), "errors", pa.array(errors))
+        columns = {
+            "logits": pa.array([s["logits"] for s in scored], pa.list_(pa.float64())),
+            "n_patches": pa.array([s["n_patches"] for s in scored], pa.int64()),
+            "failed": pa.array([s["failed"] for s in scored], pa.bool_()),
+            "model": pa.array([self.scorer.model_name] * n, pa.string()),
+            "checkpoint_sha256": pa.array([self.scorer.checkpoint_sha256] * n, pa.string()),
+            "device": pa.array([str(self.scorer.device)] * n, pa.string()),
+            "peak_rss_mb": pa.array([s["peak_rss_mb"] for s in scored], pa.float64()),
+        }
+        for name, values in columns.items():
+            out = out.append_column(name, values)
+        return out
+
+
+def scored_group(row: dict) -> results.ScoredGroup:
+    """A scored group row (after the actor) as a :class:`pipeline.scoring.results.ScoredGroup`."""
+    return results.ScoredGroup(
+        ref_id=row["ref_id"],
+        ref_uri=row["ref_uri"],
+        key=row["key"],
+        dists=[MeasuredImage.from_row(d) for d in row["dists"]],
+        errors=[ErrorRow.from_dict(e) for e in row["errors"]],
+        pairs=[(int(i), int(j)) for i, j in np.asarray(row["pairs"]).reshape(-1, 2)],
+        logits=np.asarray(row["logits"], dtype=np.float64),
+        model=row["model"],
+        checkpoint_sha256=row["checkpoint_sha256"],
+        device=row["device"],
+        n_patches=int(row["n_patches"]),
+        failed=bool(row["failed"]),
+        peak_rss_mb=float(row["peak_rss_mb"]),
+    )
 
 
 def write_stage(row: dict, *, output: str, run_id: str, codec_table) -> dict:
     """Ray ``map`` adapter of :func:`pipeline.scoring.results.write_group`; returns the group's counts."""
-    meta = json.loads(row["meta"])
-    pairs = [tuple(p) for p in meta["pairs"]]
-    tables = results.group_tables(
-        meta,
-        pairs,
-        np.asarray(meta["logits"], dtype=np.float64),
-        run_id=run_id,
-        model=meta["model"],
-        checkpoint_sha256=meta["checkpoint_sha256"],
-        n_patches=meta["n_patches"],
-        codec_table=codec_table,
-    )
-    if meta["failed"]:
-        tables = {"images": tables["images"].slice(0, 0), "pairs": tables["pairs"].slice(0, 0),
-                  "errors": tables["errors"]}  # fmt: skip
-        results.write_errors(output, row["key"], meta["errors"], run_id)
+    scored = scored_group(row)
+    if scored.failed:  # nothing but the errors is written: the group is not finished, a rerun scores it again
+        scored.pairs, scored.logits = [], np.zeros(0)
+    tables = results.group_tables(scored, run_id=run_id, codec_table=codec_table)
+    if scored.failed:
+        results.write_errors(output, scored.key, scored.errors, run_id)
     else:
-        results.write_group(output, row["key"], tables)
+        results.write_group(output, scored.key, tables)
     return {
-        "key": row["key"],
-        "images": 0 if meta["failed"] else tables["images"].num_rows,
-        "pairs": 0 if meta["failed"] else tables["pairs"].num_rows,
+        "key": scored.key,
+        "images": 0 if scored.failed else tables["images"].num_rows,
+        "pairs": 0 if scored.failed else tables["pairs"].num_rows,
         "errors": tables["errors"].num_rows,
-        "failed": bool(meta["failed"]),
-        "checkpoint_sha256": meta["checkpoint_sha256"],
-        "device": meta["device"],
-        "peak_rss_mb": meta["peak_rss_mb"],
+        "failed": scored.failed,
+        "checkpoint_sha256": scored.checkpoint_sha256,
+        "device": scored.device,
+        "peak_rss_mb": scored.peak_rss_mb,
     }

@@ -58,9 +58,9 @@ def test_row_errors_do_not_stop_other_rows(tmp_path):
 def test_groups_keep_manifest_order(tmp_path):
     text = HEADER + "r2,b.png,x1,1.png,jpeg,,,1\nr1,a.png,y1,2.png,webp,,,2\nr2,b.png,x2,3.png,jpeg,,,3\n"
     gs = manifest.groups(manifest.read_manifest(write(tmp_path, text)))
-    assert [g["ref_id"] for g in gs] == ["r2", "r1"]
-    assert [d["dist_id"] for d in gs[0]["dists"]] == ["x1", "x2"]
-    assert gs[0]["key"] == manifest.group_key("r2") != gs[1]["key"]
+    assert [g.ref_id for g in gs] == ["r2", "r1"]
+    assert [d.dist_id for d in gs[0].dists] == ["x1", "x2"]
+    assert gs[0].key == manifest.group_key("r2") != gs[1].key
 
 
 def test_within_roots():
