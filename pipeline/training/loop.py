@@ -12,17 +12,15 @@ A worker that starts while ``train.json`` records finished epochs continues afte
 
 from __future__ import annotations
 
-import io
 import sys
 import time
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.io import storage
+from pipeline.io import storage, tables
 from pipeline.runs.provenance import utc_now, versions
 from pipeline.training import data, metrics, state, validate
 from pipeline.training.config import TrainConfig, learning_rate
@@ -128,7 +126,7 @@ def train_loop_per_worker(config: dict) -> dict | None:
     device = ray.train.torch.get_device()
     say = _say if rank == 0 else (lambda message: None)
 
-    table = pd.read_parquet(io.BytesIO(storage.read_bytes(storage.join(cfg.output, state.TRIPLETS_FILE))))
+    table = tables.read_table(storage.join(cfg.output, state.TRIPLETS_FILE)).to_pandas()
     train_rows = table[table["split"] == "train"].to_dict("records")
     val = table[table["split"] == "val"].reset_index(drop=True)
     run = state.read_state(cfg.output) or {}

@@ -11,12 +11,13 @@ split would measure memorisation. Every ``ref_id`` lands wholly on one side:
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import math
 from collections.abc import Sequence
 
 import pandas as pd
+
+from model.registry import did_you_mean
 
 
 class SplitError(ValueError):
@@ -35,10 +36,7 @@ def validation_refs(
     if holdout:
         unknown = [h for h in holdout if h not in refs]
         if unknown:
-            hints = []
-            for h in unknown:
-                close = difflib.get_close_matches(h, refs, n=1)
-                hints.append(f"{h!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hints = [f"{h!r}" + (f" ({hint})" if (hint := did_you_mean(h, refs)) else "") for h in unknown]
             shown = ", ".join(refs[:10]) + (" ..." if len(refs) > 10 else "")
             raise SplitError(
                 f"held-out reference(s) not in the triplets: {', '.join(hints)}; ref_ids: {shown}"

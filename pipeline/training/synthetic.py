@@ -31,11 +31,13 @@ from urllib.parse import parse_qs
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipeline.image import decoding
 from pipeline.image.samples import SCHEME as SAMPLES_SCHEME
 from pipeline.image.samples import SampleError, load_sample, parse_samples_uri
-from pipeline.io import storage
+from pipeline.io import storage, tables
+from pipeline.io.jsonable import jsonable
 
 SCHEME = "synthetic:"
 DEFAULT_SIDES = (256, 384, 512)
@@ -243,7 +245,7 @@ def generate(spec: SyntheticSpec, folder: str, *, log: Callable[[str], None] = p
         "codec_ladders": CODEC_LADDERS,
         "classic_ladders": CLASSIC_LADDERS,
     }
-    info = json.loads(json.dumps(info))
+    info = jsonable(info)  # as it reads back from JSON (tuples as lists)
     try:
         if json.loads(storage.read_text(info_uri)) == info and storage.exists(table_uri):
             return table_uri
@@ -255,6 +257,6 @@ def generate(spec: SyntheticSpec, folder: str, *, log: Callable[[str], None] = p
             rows += reference_triplets(photo, side, rgb, folder, spec.seed)
         log(f"synthetic triplets: {photo} done ({len(rows)} triplets so far)")
     df = pd.DataFrame(rows)
-    storage.write_bytes(table_uri, df.to_parquet(index=False))
+    tables.write_parquet(table_uri, pa.Table.from_pandas(df, preserve_index=False))
     storage.write_text(info_uri, json.dumps(info, indent=2, sort_keys=True))
     return table_uri

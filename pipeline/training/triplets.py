@@ -16,17 +16,17 @@ The normalised table has :data:`COLUMNS`, in that order, one row per triplet.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipeline import clic
-from pipeline.io import storage
+from pipeline.io import storage, tables
 
 COLUMNS = ["ref_id", "ref_uri", "a_uri", "b_uri", "label", "family", "a_bpp", "b_bpp", "votes", "split"]
 REQUIRED = ("ref_uri", "a_uri", "b_uri", "label")
 SPLITS = ("train", "val")
+_TEXT_COLUMNS = {"ref_id": pa.string(), "split": pa.string()}  # read as text even when they look like numbers
 
 
 class TripletError(ValueError):
@@ -39,7 +39,7 @@ def _rows_text(idx) -> str:
 
 
 def _is_table(uri: str, data: bytes) -> bool:
-    if uri.lower().endswith((".parquet", ".pq")):
+    if tables.is_parquet(uri):
         return True
     first = data.decode("utf-8-sig", errors="replace").lstrip().split("\n", 1)[0]
     return "ref_uri" in [c.strip().strip('"') for c in first.split(",")]
@@ -122,24 +122,11 @@ def from_clic(rows: pd.DataFrame, images: str, originals: str | None = None) -> 
 def read_triplets(uri: str, *, images: str | None = None, originals: str | None = None) -> pd.DataFrame:
     """The normalised triplet table of a labelled table or a labelled CLIC CSV at ``uri``."""
     shown = storage.display(uri)
-    try:
-        data = storage.read_bytes(uri)
-    except FileNotFoundError:
-        raise TripletError(f"{shown}: no such file") from None
-    except OSError as e:
-        raise TripletError(f"{shown}: cannot read ({storage.redact(str(e))})") from None
-    if not data.strip():
-        raise TripletError(f"{shown}: the file is empty")
+    data = tables.read_input(uri, error=TripletError)
     base = images or storage.parent(uri)
     if _is_table(uri, data):
-        try:
-            if uri.lower().endswith((".parquet", ".pq")):
-                df = pd.read_parquet(io.BytesIO(data))
-            else:
-                df = pd.read_csv(io.BytesIO(data), dtype={"ref_id": str, "split": str})
-        except Exception as e:  # pandas and pyarrow raise many types for a malformed file
-            raise TripletError(f"{shown}: not a readable table ({e})") from None
-        return from_table(df, base, name=shown)
+        table = tables.parse_table(uri, data, error=TripletError, column_types=_TEXT_COLUMNS)
+        return from_table(table.to_pandas(), base, name=shown)
     try:
         rows = clic.parse_csv(data.decode("utf-8-sig"), name=shown, labelled=True)
     except UnicodeDecodeError:
