@@ -9,9 +9,10 @@ the rest completed); 2 unusable input (bad spec, no references, output not writa
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
-from jobs.common import ArgumentParser, UsageError, command, new_run_id
+from jobs.common import ArgumentParser, UsageError, command
 from pipeline.codecs import DEFAULT_SPEC, SpecError, describe_codecs
 from pipeline.image import decoding
 from pipeline.io import storage
@@ -64,7 +65,10 @@ def build_parser() -> ArgumentParser:
         default="ray",
         help="ray: a Ray Data job (RAY_ADDRESS joins a cluster); local: a plain loop in this process",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS
+    )  # old spelling
     return parser
 
 
@@ -118,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             max_pixels=args.max_pixels,
             limit=args.limit,
             executor=args.executor,
-            progress=not args.quiet,
-            run_id=new_run_id("sweep"),
+            progress=not args.no_progress,
+            command=shlex.join(["prfeval", "sweep", *(argv if argv is not None else sys.argv[2:])]),
             log=lambda line: print(line, file=sys.stderr),
         )
     except (SpecError, SweepInputError) as e:
