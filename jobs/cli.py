@@ -40,11 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
-        import difflib
+        from model.registry import did_you_mean
 
-        close = difflib.get_close_matches(name, COMMANDS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        print(f"prfeval: unknown command '{name}'{hint}\n{USAGE}", file=sys.stderr)
+        hint = did_you_mean(name, COMMANDS)
+        print(f"prfeval: unknown command '{name}'{f' ({hint})' if hint else ''}\n{USAGE}", file=sys.stderr)
         return 2
     module_name = COMMANDS[name][0]
     try:
