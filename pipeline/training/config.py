@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, field
 
 from pipeline.io import storage
+from pipeline.io.jsonable import fingerprint
 from pipeline.training.metrics import DEFAULT_BUCKETS
 from pipeline.training.synthetic import is_synthetic_uri
 
@@ -72,12 +71,16 @@ class TrainConfig:
         "pretrained_file",
     )
 
-    def fingerprint(self, val_refs: list[str]) -> str:
+    def identity(self, val_refs: list[str]) -> dict:
+        """What a resumed run must share with the run it continues: the settings, the triplets, the split."""
         key = {k: getattr(self, k) for k in self._FINGERPRINT}
         synthetic = is_synthetic_uri(self.triplets)
         key["triplets"] = self.triplets if synthetic else storage.canonical(self.triplets)
         key["val_refs"] = sorted(val_refs)
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return key
+
+    def fingerprint(self, val_refs: list[str]) -> str:
+        return fingerprint(self.identity(val_refs))
 
     def to_dict(self) -> dict:
         return asdict(self)

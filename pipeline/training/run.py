@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from pipeline.io import storage
-from pipeline.runs.provenance import new_run_id, utc_now, versions
+from pipeline.runs.lifecycle import Run, read_record
 from pipeline.training import metrics, splits, state, synthetic
 from pipeline.training.config import TrainConfig
 from pipeline.training.triplets import TripletError, read_triplets
@@ -146,7 +146,7 @@ def check_resources(cfg: TrainConfig) -> None:
 
 
 def _resume_state(cfg: TrainConfig, resume: bool) -> dict | None:
-    previous = state.read_state(cfg.output)
+    previous = read_record(cfg.output, state.STATE_FILE)
     if previous is None:
         return None
     if not resume:
@@ -216,44 +216,41 @@ def run_training(
                 f"({', '.join(changed) or 'triplets or split'} differ); use the same options, or a new --output"
             )
         cfg.data = previous["data"]
-        run = previous
-        done = int(run.get("epochs_done", 0))
+        run = Run.load(cfg.output, file=state.STATE_FILE)
+        done = int(run.record.get("epochs_done", 0))
         if done >= cfg.epochs:
             log(
                 f"{storage.display(cfg.output)}: {done} epoch(s) already done (--epochs {cfg.epochs}); nothing to do"
             )
-            return _summary(cfg, run, 0, started)
-        log(f"resuming {run['run_id']}: {done} epoch(s) done, continuing to {cfg.epochs}")
+            return _summary(cfg, run.record, 0, started)
+        log(f"resuming {run.run_id}: {done} epoch(s) done, continuing to {cfg.epochs}")
     else:
         table, cfg.data = load_triplets(cfg, log)
         val_refs = sorted(table.loc[table["split"] == "val", "ref_id"].unique())
         storage.write_bytes(storage.join(cfg.output, state.TRIPLETS_FILE), table.to_parquet(index=False))
-        run = {
-            "run_id": new_run_id("train"),
-            "fingerprint": cfg.fingerprint(val_refs),
-            "started_at": utc_now(),
-            "config": {
-                k: (storage.display(v) if isinstance(v, str) else v)
-                for k, v in cfg.to_dict().items()
-                if k not in ("data", "command")
-            },
-            "command": storage.redact(cfg.command),
-            "data": cfg.data,
-            "epochs_done": 0,
-            "history": [],
-            "status": "starting",
-            "versions": versions(),
-        }
-        state.write_state(cfg.output, run)
+        run = Run.open(
+            cfg.output,
+            kind="train",
+            identity=cfg.identity(val_refs),
+            file=state.STATE_FILE,
+            status="starting",
+            config={k: v for k, v in cfg.to_dict().items() if k not in ("data", "command")},
+            command=cfg.command,
+            fields={"data": cfg.data, "epochs_done": 0, "history": []},
+        )
         done = 0
         t, v = cfg.data["train"], cfg.data["validation"]
         log(
             f"triplets: {t['triplets']} for training ({t['references']} references), {v['triplets']} held out "
             f"({v.get('references', 0)} references: {', '.join(v.get('reference_ids', [])[:10])})"
         )
-    _launch(cfg, run["run_id"], log)
-    run = state.read_state(cfg.output) or run
-    return _summary(cfg, run, int(run.get("epochs_done", 0)) - done, started)
+    _launch(cfg, run.run_id, log)
+    record = run.refresh()  # the workers wrote each epoch into it
+    epochs = int(record.get("epochs_done", 0))
+    record = run.finish(
+        counts={"epochs_done": epochs, "epochs_run": epochs - done}, status=record.get("status")
+    )
+    return _summary(cfg, record, epochs - done, started)
 
 
 def _launch(cfg: TrainConfig, run_id: str, log: Callable[[str], None]) -> None:

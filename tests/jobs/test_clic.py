@@ -196,8 +196,13 @@ def test_clic_submission_and_accuracy_on_real_rows(ray_local, clic_subset, capsy
     assert len(imgs) == len({(o, n) for o, a, b in rows[list(clic.COLUMNS)].values for n in (a, b)})
     shipped = storage.sha256_of(default_checkpoint("prfnet-tiny"))
     assert set(pairs["checkpoint_sha256"]) == {shipped}
-    assert results.read_run(str(work))["checkpoint_sha256"] == shipped
+    run = results.read_run(str(work))
+    assert run["checkpoint_sha256"] == shipped
     assert f"checkpoint sha256 {shipped}" in printed
+    # one run record, finished once the submission is written, with the CLIC facts and the scoring counts
+    assert run["kind"] == "clic" and run["status"] == "finished" and run["finished_at"]
+    assert run["clic"]["rows"] == len(rows) and run["clic"]["pairs"] == len(distinct_pairs)
+    assert run["counts"]["pairs"] == len(pairs) and run["config"]["csv"].endswith(".csv")
 
     # a rerun resumes from the work folder and writes the same submission
     assert clic_job.main(argv) == 0
