@@ -45,14 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = did_you_mean(name, COMMANDS)
         print(f"prfeval: unknown command '{name}'{f' ({hint})' if hint else ''}\n{USAGE}", file=sys.stderr)
         return 2
-    module_name = COMMANDS[name][0]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name != module_name:
-            raise
-        print(f"prfeval {name}: not built yet in this version", file=sys.stderr)
-        return 2
+    module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
 
 

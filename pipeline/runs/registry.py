@@ -90,7 +90,7 @@ def _ts(value) -> _dt.datetime | None:
         t = _dt.datetime.fromisoformat(str(value))
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
 
 
 def _text(value) -> str | None:
@@ -121,7 +121,7 @@ def record_from_run(run: dict, *, results_uri: str) -> dict:
         "versions": json.dumps(run.get("versions") or {}, sort_keys=True),
         "git_commit": run.get("git_commit"),
         "command": _text(run.get("command")),
-        "recorded_at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0),
+        "recorded_at": _dt.datetime.now(_dt.UTC).replace(microsecond=0),
     }
     for key, typ in COUNT_COLUMNS.items():
         value = counts.get(key)
