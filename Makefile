@@ -18,13 +18,19 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Headless Chromium for the HTML report tests (installed when we can: root and apt-get present).
+# Headless Chromium for the HTML report tests, and gcc with the libjpeg v62 header for the jpegli codec's shim
+# (built on first use), installed when we can: root and apt-get present.
 system-deps:
 	@if command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing chromium (Debian package) for the report tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "chromium not installed and not root: browser tests will skip"; fi
+	@if command -v gcc >/dev/null 2>&1 && [ -f /usr/include/jpeglib.h ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing gcc and libjpeg62-turbo-dev (Debian packages) for the jpegli codec"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libjpeg62-turbo-dev >/dev/null; \
+	else echo "gcc or jpeglib.h missing and not root: the jpegli codec will be unavailable"; fi
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/prfeval demo --output $(DEMO_OUT)

@@ -2,15 +2,61 @@
 :class:`PillowCodec`, which holds the one Pillow encode and decode of every codec that runs through Pillow.
 
 Generic code reads a codec's metadata (the library and its version, the quality knob the codec itself exposes, its
-name, range and direction, the file extension of its bitstream) and never special-cases a codec name.
+name, range and direction, its encoder :class:`Option` s with their defaults, the file extension of its bitstream)
+and never special-cases a codec name.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Option:
+    """An encoder option beside the knob (``subsampling``, ``effort`` ...): its allowed values as typed, and default.
+
+    Values are kept as the strings users type (``420``, ``1``); the codec converts them when it encodes.
+    """
+
+    name: str
+    choices: tuple[str, ...]
+    default: str
+    aliases: tuple[str, ...] = ()
+
+    @classmethod
+    def integer(cls, name: str, low: int, high: int, default: int, aliases: tuple[str, ...] = ()) -> Option:
+        return cls(name, tuple(str(i) for i in range(low, high + 1)), str(default), aliases)
+
+    @classmethod
+    def switch(cls, name: str, default: bool, aliases: tuple[str, ...] = ()) -> Option:
+        return cls(name, ("0", "1"), "1" if default else "0", aliases)
+
+    def normalise(self, raw: Any) -> str | None:
+        """The value as stored (``4:2:0`` -> ``420``, ``true`` -> ``1``), or None when it is not allowed."""
+        text = str(raw).strip().lower().replace(":", "")
+        text = {"true": "1", "false": "0", "yes": "1", "no": "0", "on": "1", "off": "0"}.get(text, text)
+        if text.endswith(".0") and text[:-2].isdigit():
+            text = text[:-2]
+        return text if text in self.choices else None
+
+    def allowed(self) -> str:
+        """The allowed values as a user reads them: ``444|422|420`` or ``1..10``."""
+        ints = [int(c) for c in self.choices] if all(c.isdigit() for c in self.choices) else []
+        if len(ints) > 3 and ints == list(range(ints[0], ints[0] + len(ints))):
+            return f"{ints[0]}..{ints[-1]}"
+        return "|".join(self.choices)
+
+    def describe(self) -> str:
+        return f"{self.name}={self.allowed()} (default {self.default})"
+
+
+SUBSAMPLING = Option("subsampling", ("444", "422", "420"), "420", aliases=("chroma", "sampling"))
+"""Chroma subsampling, as the JPEG-family encoders, AVIF and HEIC take it; 4:2:0 unless chosen."""
 
 
 class Codec:
@@ -35,6 +81,21 @@ class Codec:
     extension: ClassVar[str] = ""
     default_values: ClassVar[tuple[float, ...]] = ()
     description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def option(self, name: str) -> Option | None:
+        """The option called ``name`` (or one of its aliases), or None."""
+        key = name.strip().lower()
+        return next((o for o in self.options if key == o.name or key in o.aliases), None)
+
+    def resolve(self, options: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Every option of this codec, the given ones (already checked by the spec) over the defaults."""
+        given = dict(options or {})
+        return {o.name: given.get(o.name, o.default) for o in self.options}
+
+    def describe_options(self) -> str:
+        """The options as a user reads them, e.g. ``subsampling=444|422|420 (default 420)``; '' when there are none."""
+        return ", ".join(o.describe() for o in self.options)
 
     def version(self) -> str:
         """The version of the library that encodes (and of its AV1 encoder etc. where that matters)."""
@@ -44,8 +105,8 @@ class Codec:
         """Why this codec cannot run in this installation, or None when it can."""
         return None
 
-    def encode(self, rgb: np.ndarray, value: float) -> bytes:
-        """Encode an (H, W, 3) uint8 RGB array at knob ``value``; the bitstream is returned whole."""
+    def encode(self, rgb: np.ndarray, value: float, options: Mapping[str, str] | None = None) -> bytes:
+        """Encode an (H, W, 3) uint8 RGB array at knob ``value`` with ``options`` (defaults where not given)."""
         raise NotImplementedError
 
     def decode(self, data: bytes) -> np.ndarray:
@@ -68,6 +129,7 @@ class Codec:
             "knob_max": float(self.knob_max),
             "higher_is_better_quality": self.higher_is_better_quality,
             "description": self.description,
+            "options": self.describe_options(),
             "binding": f"{self.binding} {package_version(self.binding)}",
         }
 
@@ -83,9 +145,12 @@ class PillowCodec(Codec):
     pillow_format: ClassVar[str] = ""
     pillow_feature: ClassVar[str] = ""
 
-    def save_options(self, value: float) -> dict[str, Any]:
-        """Pillow's ``Image.save`` options for knob ``value``."""
+    def save_options(self, value: float, options: Mapping[str, str]) -> dict[str, Any]:
+        """Pillow's ``Image.save`` options for knob ``value`` and the codec's resolved ``options``."""
         raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Anything Pillow needs before it can write or read this format (a plugin to register); none by default."""
 
     def unavailable(self) -> str | None:
         from PIL import features
@@ -99,26 +164,33 @@ class PillowCodec(Codec):
 
         return str(features.version(self.pillow_feature))
 
-    def encode(self, rgb: np.ndarray, value: float) -> bytes:
+    def encode(self, rgb: np.ndarray, value: float, options: Mapping[str, str] | None = None) -> bytes:
         from PIL import Image
 
+        self.prepare()
         buf = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(rgb)).save(
-            buf, format=self.pillow_format, **self.save_options(value)
+            buf, format=self.pillow_format, **self.save_options(value, self.resolve(options))
         )
         return buf.getvalue()
 
     def decode(self, data: bytes) -> np.ndarray:
-        from PIL import Image
+        self.prepare()
+        return pillow_decode(data)
 
-        old_limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-        finally:
-            Image.MAX_IMAGE_PIXELS = old_limit
+
+def pillow_decode(data: bytes) -> np.ndarray:
+    """Decode any bitstream Pillow reads to (H, W, 3) uint8 RGB, without Pillow's pixel limit (our own files)."""
+    from PIL import Image
+
+    old_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
 
 
 def fmt(value: float) -> str:

@@ -1,13 +1,14 @@
 """JPEG XL through imagecodecs: ``jxl``, libjxl. ``d`` = Butteraugli distance 0..25 (``cjxl -d``): 0 is lossless,
-1 visually lossless, higher is smaller and worse; effort 7 (libjxl's default), one thread."""
+1 visually lossless, higher is smaller and worse; option ``effort`` 1..10 (default 7, libjxl's), one thread."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from .base import Codec
+from .base import Codec, Option
 from .registry import register_codec
 
 
@@ -27,6 +28,7 @@ class JpegXlCodec(Codec):
     default_values = (4, 2.5, 1.5, 1, 0.5)
     description = "Butteraugli distance (cjxl -d; 0 lossless, 1 visually lossless), effort 7, 1 thread"
     effort: ClassVar[int] = 7
+    options = (Option.integer("effort", 1, 10, effort),)
 
     def unavailable(self) -> str | None:
         try:
@@ -40,7 +42,7 @@ class JpegXlCodec(Codec):
 
         return str(imagecodecs.jpegxl_version()).removeprefix("libjxl").strip()
 
-    def encode(self, rgb: np.ndarray, value: float) -> bytes:
+    def encode(self, rgb: np.ndarray, value: float, options: Mapping[str, str] | None = None) -> bytes:
         import imagecodecs
 
         lossless = float(value) == 0.0  # as cjxl -d 0: mathematically lossless (modular mode)
@@ -48,7 +50,7 @@ class JpegXlCodec(Codec):
             np.ascontiguousarray(rgb),
             distance=float(value),
             lossless=lossless,
-            effort=self.effort,
+            effort=int(self.resolve(options)["effort"]),
             numthreads=1,
         )
         return bytes(data)

@@ -46,12 +46,13 @@ def list_codecs() -> list[str]:
 
 
 def describe_codecs() -> str:
-    """One line per codec: its knob and range, and why it is unavailable if it is."""
+    """One line per codec: its knob and range, its options, and why it is unavailable if it is."""
     lines = []
     for codec in REGISTRY.values():
         reason = codec.unavailable()
         note = f"  [unavailable: {reason}]" if reason else ""
-        lines.append(f"  {codec.name:<5} {codec.knob_range()}  {codec.library}{note}")
+        options = f"; {codec.describe_options()}" if codec.options else ""
+        lines.append(f"  {codec.name:<7} {codec.knob_range()}{options}  {codec.library}{note}")
     return "\n".join(lines)
 
 

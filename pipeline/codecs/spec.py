@@ -1,18 +1,25 @@
 """The codec spec: which codecs `prfeval sweep` runs at which settings, inline or as a TOML/YAML file::
 
     jpeg:q=20,40,60,80 webp:q=30,60,90 jxl:d=1,3
+    jpeg:q=55,75,95;subsampling=420,444 jpegli:q=70 jxl:d=1,2;effort=7 avif:bpp=0.15,0.3
 
     # sweep.toml                       # sweep.yaml
-    [jpeg]                             jpeg: {q: [20, 40, 60, 80]}
+    [jpeg]                             jpeg: {q: [20, 40, 60, 80], subsampling: [420, 444]}
     q = [20, 40, 60, 80]               jxl: {d: [1.0, 3.0]}
+    subsampling = [420, 444]
 
-A codec named without settings (``jpeg``) runs its default settings. Values are checked against the codec's
-metadata (its knob, the knob's aliases and range). Mistakes raise :class:`SpecError`, which says what is
-available.
+Each codec takes ``name=v1,v2`` parts separated by ``;``: its quality knob (``q``, ``d``, ``ratio``), ``bpp`` (a
+target bits per pixel: the sweep searches the knob per image, see :mod:`pipeline.sweep.encode`) and its encoder
+options (``subsampling``, ``effort`` ...). Options with several values make a cross product with the knob values.
+A codec named without knob values (``jpeg`` or ``jpeg:subsampling=444``) runs its default knob values. A setting's
+text is the knob value followed by the options given, in the codec's order (``q=55;subsampling=444``); without
+options it is the knob value alone, as before (``q=55``). Values are checked against the codec's metadata.
+Mistakes raise :class:`SpecError`, which says what is available.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -24,38 +31,61 @@ from pipeline.io import storage
 from .base import Codec, fmt
 from .registry import REGISTRY, SpecError, describe_codecs, get_codec
 
+TARGET = "bpp"
+"""The knob name of a target bits per pixel, which every codec takes."""
+
 
 @dataclass(frozen=True)
 class Setting:
-    """One codec at one knob value. ``text`` is the setting as given (``q=40``) and lands in the manifest."""
+    """One codec at one knob value (or target bpp) with options. ``text`` is the setting as given (``q=40``,
+    ``q=40;subsampling=444``, ``bpp=0.15``) and lands in the manifest; ``options`` are the options given."""
 
     codec: str
-    knob: str
+    knob: str  # the codec's knob, or "bpp" for a target bits per pixel
     value: float
     text: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def target_bpp(self) -> float | None:
+        """The target bits per pixel of a ``bpp=`` setting, else None."""
+        return float(self.value) if self.knob == TARGET else None
+
+    @property
+    def option_values(self) -> dict[str, str]:
+        return dict(self.options)
 
     @property
     def slug(self) -> str:
-        """A file-name-safe form of the setting: ``q=40`` -> ``q40``, ``d=1.5`` -> ``d1.5``."""
-        return re.sub(r"[^A-Za-z0-9._-]", "_", self.text.replace("=", "", 1))
+        """A file-name-safe form of the setting: ``q=40`` -> ``q40``, ``d=1.5;effort=3`` -> ``d1.5_effort3``."""
+        return re.sub(r"[^A-Za-z0-9._-]", "_", self.text.replace("=", ""))
 
 
 _SPEC_FILE_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 
 
+def _takes(codec: Codec) -> str:
+    options = codec.describe_options() or "none"
+    return f"it takes {codec.knob_range()} or {TARGET}=<target bits per pixel>; options: {options}"
+
+
 def parse_value(codec: Codec, knob: str, raw: Any) -> Setting:
-    """Check one knob value against the codec's metadata and return the :class:`Setting`."""
-    if knob.lower() != codec.knob and knob.lower() not in codec.knob_aliases:
-        raise SpecError(f"{codec.name} has no knob '{knob}'; it takes {codec.knob_range()}")
+    """Check one knob value (or ``bpp`` target) against the codec's metadata and return the :class:`Setting`."""
+    is_target = knob.strip().lower() == TARGET
+    if not is_target and knob.lower() != codec.knob and knob.lower() not in codec.knob_aliases:
+        raise SpecError(f"{codec.name} has no knob or option '{knob}'; {_takes(codec)}")
     text = str(raw).strip()
+    what = f"{TARGET}=<positive bits per pixel>" if is_target else codec.knob_range()
     if isinstance(raw, bool) or text == "":
-        raise SpecError(f"{codec.name}: '{text}' is not a number; {codec.name} takes {codec.knob_range()}")
+        raise SpecError(f"{codec.name}: '{text}' is not a number; {codec.name} takes {what}")
     try:
         value = float(text)
     except ValueError:
-        raise SpecError(
-            f"{codec.name}: '{text}' is not a number; {codec.name} takes {codec.knob_range()}"
-        ) from None
+        raise SpecError(f"{codec.name}: '{text}' is not a number; {codec.name} takes {what}") from None
+    if is_target:
+        if not math.isfinite(value) or value <= 0:
+            raise SpecError(f"{codec.name}: {TARGET}={text} is not a positive number of bits per pixel")
+        return Setting(codec=codec.name, knob=TARGET, value=value, text=f"{TARGET}={text}")
     if not math.isfinite(value) or not codec.knob_min <= value <= codec.knob_max:
         raise SpecError(
             f"{codec.name}: {codec.knob}={text} is out of range; {codec.name} takes {codec.knob_range()}"
@@ -67,6 +97,35 @@ def parse_value(codec: Codec, knob: str, raw: Any) -> Setting:
     return Setting(codec=codec.name, knob=codec.knob, value=value, text=f"{codec.knob}={text}")
 
 
+def _settings(codec: Codec, parts: list[tuple[str, list[Any]]]) -> list[Setting]:
+    """Knob values (or targets) crossed with every combination of the options' values."""
+    points: list[Setting] = []
+    chosen: dict[str, list[str]] = {}
+    for name, values in parts:
+        option = codec.option(str(name))
+        if option is None:
+            points += [parse_value(codec, str(name), v) for v in values]
+            continue
+        for raw in values:
+            value = option.normalise(raw)
+            if value is None:
+                raise SpecError(
+                    f"{codec.name}: {option.name}={str(raw).strip()} is not allowed; {option.describe()}"
+                )
+            chosen.setdefault(option.name, [])
+            if value not in chosen[option.name]:
+                chosen[option.name].append(value)
+    if not points:
+        points = [parse_value(codec, codec.knob, v) for v in codec.default_values]
+    names = [o.name for o in codec.options if o.name in chosen]
+    out = []
+    for combo in itertools.product(*(chosen[n] for n in names)):
+        options = tuple(zip(names, combo, strict=True))
+        suffix = "".join(f";{n}={v}" for n, v in options)
+        out += [Setting(p.codec, p.knob, p.value, p.text + suffix, options) for p in points]
+    return out
+
+
 def _settings_for(codec_name: str, body: Any) -> list[Setting]:
     codec = get_codec(codec_name)
     reason = codec.unavailable()
@@ -75,24 +134,24 @@ def _settings_for(codec_name: str, body: Any) -> list[Setting]:
             f"codec '{codec.name}' is not available here: {reason}; available codecs:\n{describe_codecs()}"
         )
     if body is None or body == {} or body == "":
-        return [parse_value(codec, codec.knob, v) for v in codec.default_values]
+        return _settings(codec, [])
     if isinstance(body, str):
-        return _parse_inline_body(codec, body)
+        return _settings(codec, _parse_inline_body(codec, body))
     if not isinstance(body, Mapping):
         raise SpecError(f"{codec.name}: expected a mapping like {{{codec.knob}: [values]}}, got {body!r}")
-    out: list[Setting] = []
+    parts: list[tuple[str, list[Any]]] = []
     for knob, values in body.items():
         items = values if isinstance(values, Sequence) and not isinstance(values, str) else [values]
         if isinstance(values, str):
             items = [v for v in values.split(",") if v.strip()]
         if not items:
-            raise SpecError(f"{codec.name}: no values for '{knob}'; it takes {codec.knob_range()}")
-        out += [parse_value(codec, str(knob), v) for v in items]
-    return out
+            raise SpecError(f"{codec.name}: no values for '{knob}'; {_takes(codec)}")
+        parts.append((str(knob), list(items)))
+    return _settings(codec, parts)
 
 
-def _parse_inline_body(codec: Codec, body: str) -> list[Setting]:
-    out: list[Setting] = []
+def _parse_inline_body(codec: Codec, body: str) -> list[tuple[str, list[Any]]]:
+    parts: list[tuple[str, list[Any]]] = []
     for part in body.split(";"):
         if not part.strip():
             continue
@@ -100,8 +159,8 @@ def _parse_inline_body(codec: Codec, body: str) -> list[Setting]:
         items = [v for v in values.split(",") if v.strip()]
         if not sep or not items:
             raise SpecError(f"{codec.name}: expected '{codec.knob}=v1,v2,...' but got '{part}'")
-        out += [parse_value(codec, knob.strip(), v) for v in items]
-    return out
+        parts.append((knob.strip(), items))
+    return parts
 
 
 def parse_inline(spec: str) -> list[Setting]:
@@ -154,7 +213,8 @@ def _load_spec_file(uri: str) -> Mapping[str, Any]:
 def parse_spec(spec: str | Mapping[str, Any]) -> list[Setting]:
     """Settings from an inline spec, a TOML/YAML spec file (any URI) or a mapping, de-duplicated, in order.
 
-    Raises :class:`SpecError` (with what is available) for an unknown codec or knob, or a value out of range.
+    Raises :class:`SpecError` (with what is available) for an unknown codec, knob or option, or a value out of
+    range. Two settings that encode the same way (the same value, the same options after defaults) are one.
     """
     if isinstance(spec, Mapping):
         settings = _parse_mapping(spec)
@@ -166,11 +226,12 @@ def parse_spec(spec: str | Mapping[str, Any]) -> list[Setting]:
             storage.is_local(text) and ":" not in text.split("/")[-1] and storage.exists(text)
         )
         settings = _parse_mapping(_load_spec_file(text)) if is_file else parse_inline(text)
-    seen: set[tuple[str, float]] = set()
+    seen: set[tuple] = set()
     unique = []
     for s in settings:
-        if (s.codec, s.value) not in seen:
-            seen.add((s.codec, s.value))
+        key = (s.codec, s.knob, s.value, tuple(get_codec(s.codec).resolve(s.option_values).items()))
+        if key not in seen:
+            seen.add(key)
             unique.append(s)
     if not unique:
         raise SpecError(f"the codec spec names no settings; available codecs:\n{describe_codecs()}")

@@ -26,6 +26,9 @@ QUALITY_LADDER = {
     "avif": [10, 30, 60, 90],
     "jp2": [100, 40, 15, 5],
     "jxl": [6, 3, 1.5, 0.5],
+    "heic": [10, 30, 60, 90],
+    "jpegli": [10, 30, 60, 90],
+    "mozjpeg": [10, 30, 60, 90],
 }
 
 # The signature each real bitstream starts with (container files carry the brand at offset 4).
@@ -35,6 +38,9 @@ SIGNATURES = {
     "avif": (4, b"ftypavif"),
     "jp2": (0, b"\x00\x00\x00\x0cjP  \r\n\x87\n"),
     "jxl": (0, b"\xff\x0a"),
+    "heic": (4, b"ftypheic"),
+    "jpegli": (0, b"\xff\xd8\xff"),
+    "mozjpeg": (0, b"\xff\xd8\xff"),
 }
 
 
@@ -45,7 +51,7 @@ def photo() -> np.ndarray:
 
 
 def test_every_design_codec_is_registered():
-    assert set(CODEC_NAMES) >= {"jpeg", "webp", "avif", "jp2", "jxl"}
+    assert set(CODEC_NAMES) >= {"jpeg", "webp", "avif", "jp2", "jxl", "heic", "jpegli", "mozjpeg"}
     assert set(QUALITY_LADDER) == set(CODEC_NAMES)
 
 
@@ -97,7 +103,8 @@ def test_metadata_row_matches_codecs_schema(name):
     assert row["codec"] == name and row["codec_version"] and row["library"]
     assert row["knob_min"] < row["knob_max"]
     assert all(row["knob_min"] <= v <= row["knob_max"] for v in codec.default_values)
-    assert row["binding"].split()[0] in ("pillow", "imagecodecs")
+    assert row["binding"].split()[0] in ("pillow", "imagecodecs", "pillow-heif", "pyjpegli", "jpeglib")
+    assert row["binding"].split()[1] != "not installed"
 
 
 def test_versions_are_the_libraries_own():
@@ -110,6 +117,14 @@ def test_versions_are_the_libraries_own():
     assert get_codec("avif").version().startswith(features.version("avif"))
     assert "aom" in get_codec("avif").version() and "aom" in _avif.codec_versions()
     assert get_codec("jxl").version() in imagecodecs.jpegxl_version()
+    import jpeglib
+    import pillow_heif
+
+    assert get_codec("heic").version().startswith(pillow_heif.libheif_version())
+    assert "x265" in get_codec("heic").version()
+    assert get_codec("mozjpeg").version() == f"4.0.3 (jpeglib {jpeglib.__version__})"
+    assert "mozjpeg403" in jpeglib.version.versions()
+    assert get_codec("jpegli").version() == "jpegli (pyjpegli 0.3.2)"
 
 
 # --- the spec ---------------------------------------------------------------------------------------------
@@ -221,7 +236,7 @@ def test_pillow_codecs_share_one_encode_and_decode():
     from pipeline.codecs import PillowCodec
 
     pillow = [c for c in REGISTRY.values() if isinstance(c, PillowCodec)]
-    assert [c.name for c in pillow] == ["jpeg", "webp", "avif", "jp2"]
+    assert [c.name for c in pillow] == ["jpeg", "webp", "avif", "jp2", "heic"]
     assert all(type(c).encode is PillowCodec.encode and type(c).decode is PillowCodec.decode for c in pillow)
-    assert list_codecs() == ["jpeg", "webp", "avif", "jp2", "jxl"]
-    assert DEFAULT_SPEC.split()[0].startswith("jpeg:") and DEFAULT_SPEC.split()[-1].startswith("jxl:")
+    assert list_codecs() == ["jpeg", "webp", "avif", "jp2", "heic", "jxl", "jpegli", "mozjpeg"]
+    assert DEFAULT_SPEC.split()[0].startswith("jpeg:") and DEFAULT_SPEC.split()[-1].startswith("mozjpeg:")
