@@ -6,7 +6,9 @@ candidate output, baseline output), scored by PRFNet through the same Ray actor 
 (:func:`pipeline.scoring.driver.score_groups`), which also measures PSNR, MS-SSIM and bpp of both outputs again. The
 statistics and the verdict are :mod:`pipeline.regress`.
 
-Output (``--output``, default: a ``regress/`` folder next to the candidate):
+Output (``--output``; by default inside the candidate, keyed by the baseline: ``<candidate>/regress/vs-<baseline
+run id>`` for a results folder, ``<folder>/regress/<manifest name>-vs-<baseline>`` for a manifest — unique to the
+comparison, so nightly runs never collide and rerunning one comparison resumes it):
 
 - ``images/``, ``pairs/``, ``errors/`` — the triplet results, in the layout of ``evaluate`` (ids prefixed
   ``baseline:``/``candidate:``); idempotent and resumable: a rerun of the same comparison skips finished groups;
@@ -20,6 +22,7 @@ registry (:mod:`pipeline.runs.registry`), and ``--baseline last-good`` picks the
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import traceback
@@ -57,7 +60,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--output",
         help="where triplet results, regress.md and regress.json go "
-        "(default: a regress/ folder next to the candidate)",
+        "(default: <candidate>/regress/vs-<baseline run id>, unique to the comparison)",
     )
     p.add_argument(
         "--alpha", type=float, default=th.alpha, help=f"intervals at level 1 - alpha (default: {th.alpha})"
@@ -141,6 +144,17 @@ class Side:
             "images": len(self.images),
             "errors": self.errors,
         }
+
+
+def default_output(base: Side, cand: Side) -> str:
+    """Where a comparison goes without ``--output``: inside the candidate, keyed by the baseline's run id (or its
+    manifest's hash), so consecutive nights never share a folder and the same comparison resumes in its own."""
+    key = base.run_id or base.identity.split(":")[-1][:16]
+    key = re.sub(r"[^A-Za-z0-9._-]+", "_", key)
+    if cand.kind == "results":
+        return storage.join(cand.uri, "regress", f"vs-{key}")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", cand.uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    return storage.join(storage.parent(cand.uri), "regress", f"{name}-vs-{key}")
 
 
 def _is_results(uri: str) -> bool:
@@ -252,7 +266,7 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
     th = _thresholds(args)
     baseline_uri = resolve_baseline(args.baseline, args.registry)
     base, cand = load_side(regress.BASELINE, baseline_uri), load_side(regress.CANDIDATE, args.candidate)
-    out = args.output or storage.join(storage.parent(args.candidate), "regress")
+    out = args.output or default_output(base, cand)
     try:
         matching = regress.match_runs(base.images, cand.images, same_reference=_same_content)
     except ValueError as e:

@@ -89,7 +89,8 @@ def test_identical_runs_pass_resume_and_are_recorded(ray_local, tmp_path, local_
     assert run_eval(manifest_uri, base, "--registry", reg) == 0
     assert run_eval(manifest_uri, cand, "--registry", reg) == 0
     assert run_regress("--baseline", base, "--candidate", cand, "--registry", reg) == 0
-    out = str(tmp_path / "regress")  # the default: next to the candidate
+    # the default output: inside the candidate, keyed by the baseline's run id
+    out = storage.join(cand, "regress", f"vs-{results.read_run(base)['run_id']}")
     md, doc = report(out)
     assert md.startswith("# prfeval regress: no regression") and "REGRESSION" not in md
     assert doc["verdict"] == "pass" and doc["exit_code"] == 0 and doc["regressions"] == []
