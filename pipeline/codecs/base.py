@@ -77,6 +77,7 @@ class Codec:
     knob_min: ClassVar[float] = 0.0
     knob_max: ClassVar[float] = 100.0
     integer_knob: ClassVar[bool] = True
+    knob_step: ClassVar[float] = 1.0  # the finest knob step a bpp= target searches (whole numbers: 1)
     higher_is_better_quality: ClassVar[bool] = True
     extension: ClassVar[str] = ""
     default_values: ClassVar[tuple[float, ...]] = ()

@@ -23,6 +23,7 @@ class JpegXlCodec(Codec):
     knob_aliases = ("distance",)
     knob_min, knob_max = 0, 25
     integer_knob = False
+    knob_step = 0.01
     higher_is_better_quality = False
     extension = "jxl"
     default_values = (4, 2.5, 1.5, 1, 0.5)

@@ -132,6 +132,7 @@ class Jpeg2000Codec(PillowCodec):
     knob_aliases = ("r", "rate", "rates")
     knob_min, knob_max = 1, 1000
     integer_knob = False
+    knob_step = 0.1
     higher_is_better_quality = False
     extension = "jp2"
     default_values = (100, 50, 25, 12)

@@ -33,6 +33,16 @@ SWEEP_MANIFEST = pa.schema(
         ("encode_ms", pa.float64()),
         ("decode_ms", pa.float64()),
         ("bitstream_uri", pa.string()),
+        # speed: wall (above) and CPU time of the one encode and decode kept, single-threaded; megapixels per second
+        ("encode_cpu_ms", pa.float64()),
+        ("decode_cpu_ms", pa.float64()),
+        ("encode_mp_per_s", pa.float64()),
+        ("decode_mp_per_s", pa.float64()),
+        # the knob value encoded (found per image for a bpp= target), the target, and every encoder option (JSON)
+        ("knob", pa.string()),
+        ("knob_value", pa.float64()),
+        ("target_bpp", pa.float64()),
+        ("codec_options", pa.string()),
     ]
 )
 
@@ -47,6 +57,10 @@ CODECS = pa.schema(
         ("knob_max", pa.float64()),
         ("higher_is_better_quality", pa.bool_()),
         ("description", pa.string()),
+        (
+            "options",
+            pa.string(),
+        ),  # the encoder options and their defaults, e.g. "subsampling=444|422|420 (default 420)"
     ]
 )
 
@@ -70,6 +84,8 @@ IMAGES = pa.schema(
         ("prf_score", pa.float64()),
         ("prf_win_rate", pa.float64()),
         ("n_pairs", pa.int32()),
+        ("conversions", pa.string()),  # what decoding did to the image ("; "-separated, empty when nothing)
+        ("ref_conversions", pa.string()),  # what decoding did to its reference
     ]
 )
 

@@ -5,6 +5,16 @@ Read and normalise the reference once (the :mod:`pipeline.image.decoding` policy
 and finally write ``parts/<ref>.parquet`` with its manifest rows. Tasks write to the output URI themselves; only
 small metadata goes back to the driver. A rerun skips every (reference, setting) whose row is in the reference's
 part, made from the same source with the codec version installed now, and whose files exist.
+
+Speed: every row carries the wall and CPU time of its one encode and decode (single-threaded encoders, so the CPU
+time is per core) and the megapixels per second they make.
+
+Target bpp (a ``bpp=T`` setting): the codec's knob is bisected per image over its range in steps of
+``knob_step`` (whole numbers for ``q``), assuming the size falls as quality falls, to the highest-quality value whose
+bitstream is at or under T bits per pixel. The row records that value (``knob``, ``knob_value``), the target
+(``target_bpp``) and the bpp reached (``bpp``); the timings are those of the kept encode. When even the lowest
+quality is above T the setting is an error row (``bpp_unreachable``) naming the image and what was reached; the
+other settings go on.
 """
 
 from __future__ import annotations
@@ -13,13 +23,16 @@ import io
 import json
 import posixpath
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.codecs import Setting, get_codec
+from pipeline.codecs import Codec, Setting, get_codec
+from pipeline.codecs.base import fmt
 from pipeline.image import decoding
 from pipeline.io import schemas, storage, tables
 from pipeline.io.records import ErrorRow
@@ -131,14 +144,77 @@ class _Listing:
         return name in self.cache[folder]
 
 
-def _encode_one(rgb: np.ndarray, s: Setting) -> tuple[bytes, np.ndarray, float, float]:
+@dataclass
+class Encoded:
+    """One kept encode: the bitstream, the knob value it was made at, and its wall and CPU milliseconds."""
+
+    data: bytes
+    value: float
+    ms: float
+    cpu_ms: float
+
+
+class BppUnreachable(Exception):
+    """A bpp= target that even the codec's lowest quality does not reach."""
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, (time.perf_counter() - w0) * 1000.0, (time.process_time() - c0) * 1000.0
+
+
+def _encode_at(codec: Codec, rgb: np.ndarray, value: float, options: dict[str, str]) -> Encoded:
+    data, ms, cpu_ms = _timed(lambda: codec.encode(rgb, value, options))
+    return Encoded(data, value, ms, cpu_ms)
+
+
+def knob_candidates(codec: Codec) -> list[float]:
+    """Every knob value a bpp= search may pick, from the lowest quality to the highest."""
+    n = round((codec.knob_max - codec.knob_min) / codec.knob_step)
+    values = [round(codec.knob_min + i * codec.knob_step, 10) for i in range(n + 1)]
+    values = [int(v) for v in values] if codec.integer_knob else values
+    return values if codec.higher_is_better_quality else values[::-1]
+
+
+def search_bpp(codec: Codec, rgb: np.ndarray, target: float, options: dict[str, str]) -> Encoded:
+    """The highest-quality encode at or under ``target`` bpp, by bisection; :class:`BppUnreachable` if none."""
+    pixels = rgb.shape[0] * rgb.shape[1]
+    candidates = knob_candidates(codec)
+    tried: dict[int, Encoded] = {}
+
+    def bpp(i: int) -> float:
+        if i not in tried:
+            tried[i] = _encode_at(codec, rgb, candidates[i], options)
+        return len(tried[i].data) * 8.0 / pixels
+
+    if bpp(0) > target:
+        raise BppUnreachable(
+            f"the lowest quality, {codec.knob}={fmt(candidates[0])}, gives {bpp(0):.4f} bpp, above the target"
+        )
+    good, bad = 0, len(candidates)
+    if bpp(len(candidates) - 1) <= target:
+        good = len(candidates) - 1
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if bpp(mid) <= target:
+            good = mid
+        else:
+            bad = mid
+    return tried[good]
+
+
+def _encode_one(rgb: np.ndarray, s: Setting) -> tuple[Encoded, np.ndarray, float, float]:
     codec = get_codec(s.codec)
-    t0 = time.perf_counter()
-    data = codec.encode(rgb, s.value)
-    t1 = time.perf_counter()
-    decoded = codec.decode(data)
-    t2 = time.perf_counter()
-    return data, decoded, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0
+    options = codec.resolve(s.option_values)
+    target = s.target_bpp
+    kept = (
+        _encode_at(codec, rgb, s.value, options)
+        if target is None
+        else search_bpp(codec, rgb, target, options)
+    )
+    decoded, ms, cpu_ms = _timed(lambda: codec.decode(kept.data))
+    return kept, decoded, ms, cpu_ms
 
 
 def sweep_reference(ref: Reference, config: SweepConfig) -> ReferenceResult:
@@ -212,7 +288,11 @@ def _encode_settings(
         did = dist_id(ref, s)
         codec = get_codec(s.codec)
         try:
-            data, decoded, encode_ms, decode_ms = _encode_one(rgb, s)
+            kept, decoded, decode_ms, decode_cpu_ms = _encode_one(rgb, s)
+        except BppUnreachable as e:
+            message = f"{storage.display(ref.source)}: {s.codec} {s.text} is out of reach: {e}"
+            result.errors.append(_error(config, ref, "bpp_unreachable", message, did))
+            continue
         except Exception as e:  # a codec refusing an input (e.g. too large for WebP) fails this setting only
             result.errors.append(
                 _error(config, ref, "codec", f"{s.codec} {s.text}: {type(e).__name__}: {e}", did)
@@ -222,6 +302,7 @@ def _encode_settings(
             message = f"{s.codec} {s.text}: decoded {decoded.shape[1]}x{decoded.shape[0]}, reference {w}x{h}"
             result.errors.append(_error(config, ref, "size_mismatch", message, did))
             continue
+        data = kept.data
         storage.write_bytes(layout.uri(Layout.dist_rel(ref, s)), decoding.encode_png(decoded))
         bitstream_rel = None
         if config.keep_bitstreams:
@@ -241,10 +322,22 @@ def _encode_settings(
             "width": w,
             "height": h,
             "bpp": len(data) * 8.0 / (w * h),
-            "encode_ms": encode_ms,
+            "encode_ms": kept.ms,
             "decode_ms": decode_ms,
             "bitstream_uri": bitstream_rel,
+            "encode_cpu_ms": kept.cpu_ms,
+            "decode_cpu_ms": decode_cpu_ms,
+            "encode_mp_per_s": _mp_per_s(w * h, kept.ms),
+            "decode_mp_per_s": _mp_per_s(w * h, decode_ms),
+            "knob": codec.knob,
+            "knob_value": float(kept.value),
+            "target_bpp": s.target_bpp,
+            "codec_options": json.dumps(codec.resolve(s.option_values)),
             "source_uri": storage.display(ref.source),
         }
         result.new_ids.append(did)
     return rows
+
+
+def _mp_per_s(pixels: int, ms: float) -> float | None:
+    return pixels / 1e6 / (ms / 1000.0) if ms > 0 else None
