@@ -8,6 +8,10 @@ waits on image decoding, and the actor only encodes and compares.
 Rows are isolated: whatever goes wrong with one distorted image (unreadable, undecodable, the wrong size, or any
 unexpected failure while measuring it) becomes that image's error row and the group's other images go on. Only a
 reference that cannot be used fails the whole group.
+
+What decoding did to each image and to its reference (alpha composited, bits dropped, orientation applied) travels
+with the image as ``conversions``/``ref_conversions``; an animation, or transparency that differs from the
+reference's, is refused instead (docs/inputs.md).
 """
 
 from __future__ import annotations
@@ -42,20 +46,25 @@ class MeasuredImage:
     bpp: float | None
     metrics: dict[str, float | None]  # psnr, psnr_y, ms_ssim (the registered metrics)
     extras: dict = field(default_factory=dict)
+    conversions: str = ""  # what decoding did to this image ("; "-separated, empty when nothing)
+    ref_conversions: str = ""  # what decoding did to its reference
 
     def to_row(self) -> dict:
         """As an Arrow struct: typed fields, the per-manifest ``extras`` as one JSON string."""
-        return {**{k: getattr(self, k) for k in _FIELDS}, "metrics": dict(self.metrics),
+        return {**{k: getattr(self, k) for k in _FIELDS}, **{k: getattr(self, k) for k in _TEXT},
+                "metrics": dict(self.metrics),
                 "extras": json.dumps(self.extras)}  # fmt: skip
 
     @classmethod
     def from_row(cls, row: dict) -> MeasuredImage:
         extras = row.get("extras")
-        return cls(**{k: row.get(k) for k in _FIELDS}, metrics=dict(row.get("metrics") or {}),
+        return cls(**{k: row.get(k) for k in _FIELDS}, **{k: row.get(k) or "" for k in _TEXT},
+                   metrics=dict(row.get("metrics") or {}),
                    extras=json.loads(extras) if isinstance(extras, str) else dict(extras or {}))  # fmt: skip
 
 
 _FIELDS = ("dist_id", "dist_uri", "codec", "codec_version", "setting", "bytes", "width", "height", "bpp")
+_TEXT = ("conversions", "ref_conversions")
 
 
 def no_patches(patch: int) -> np.ndarray:
@@ -102,8 +111,9 @@ def index_pairs(
     return pairing.pairs(items, strategy, tolerance=tolerance)
 
 
-def _read(uri: str, allow_roots: list[str] | None, max_pixels: int | None) -> np.ndarray:
-    """The decoded image at ``uri``; any failure to reach or read it is an :class:`decoding.ImageError`."""
+def _read(uri: str, allow_roots: list[str] | None, max_pixels: int | None) -> decoding.Decoded:
+    """The decoded image at ``uri`` with its conversions; any failure to reach or read it is an
+    :class:`decoding.ImageError`."""
     try:
         location = storage.confine(uri, allow_roots)
     except storage.OutsideRoots:
@@ -115,13 +125,37 @@ def _read(uri: str, allow_roots: list[str] | None, max_pixels: int | None) -> np
             "unreadable", f"{storage.display(uri)}: cannot be read ({one_line(e)})"
         ) from None
     try:
-        return decoding.read_image(location, max_pixels=max_pixels)
+        return decoding.read_decoded(location, max_pixels=max_pixels)
     except decoding.ImageError:
         raise
     except Exception as e:  # e.g. a NUL byte in a path (ValueError inside open), a broken filesystem driver
         raise decoding.ImageError(
             "unreadable", f"{storage.display(uri)}: cannot be read ({one_line(e)})"
         ) from None
+
+
+def _animated(uri: str, decoded: decoding.Decoded) -> str:
+    return (f"{storage.display(uri)} is an animation of {decoded.frames} frames; only still images are scored "
+            "(score its frames as separate images)")  # fmt: skip
+
+
+def comparable(ref: decoding.Decoded, dist: decoding.Decoded) -> tuple[str, str] | None:
+    """Why a distorted image of the reference's size still cannot be compared with it, as (code, message), or
+    None. Both sides are composited on white, which hides a difference of transparency: a pixel the reference
+    leaves transparent and the image paints white look the same. So an image with transparency is compared only
+    with a reference with the same transparency. A reference with transparency and an opaque image is allowed:
+    that is a codec without alpha encoding the reference as displayed on white (as ``prfeval sweep`` does), and
+    it is compared with that same composite. See docs/inputs.md."""
+    if dist.alpha is None:
+        return None
+    if ref.alpha is None:
+        return ("alpha_mismatch", "the image has transparent pixels and its reference has none: composited on "
+                "white, a transparent pixel would pass for a white one")  # fmt: skip
+    if not np.array_equal(ref.alpha, dist.alpha):
+        share = float(np.mean(ref.alpha != dist.alpha))
+        return ("alpha_mismatch", f"the transparency differs from the reference's on {100 * share:.2g}% of the "
+                "pixels: composited on white, the difference would be hidden")  # fmt: skip
+    return None
 
 
 def load_group(
@@ -153,11 +187,16 @@ def load_group(
         return out
 
     try:
-        ref = _read(group.ref_uri, allow_roots, max_pixels)
+        ref_decoded = _read(group.ref_uri, allow_roots, max_pixels)
     except decoding.ImageError as e:
         if e.code == "outside_roots":
             return refuse_all(e.code, f"reference {e.message}")
         return refuse_all(f"reference_{e.code}", f"reference unusable: {e.message}")
+    if ref_decoded.frames > 1:
+        return refuse_all(
+            "reference_animated", f"reference unusable: {_animated(group.ref_uri, ref_decoded)}"
+        )
+    ref = ref_decoded.rgb
     height, width = ref.shape[:2]
     if min(height, width) < min_size:
         return refuse_all(
@@ -170,14 +209,22 @@ def load_group(
     pixels = [ref]
     for d in group.dists:
         try:
-            img = _read(d.dist_uri, allow_roots, max_pixels)
+            decoded = _read(d.dist_uri, allow_roots, max_pixels)
         except decoding.ImageError as e:
             out.errors.append(error(d, e.code, e.message))
             continue
+        if decoded.frames > 1:
+            out.errors.append(error(d, "animated", _animated(d.dist_uri, decoded)))
+            continue
+        img = decoded.rgb
         if img.shape != ref.shape:
             h2, w2 = img.shape[:2]
             msg = f"distorted image is {w2}x{h2} but its reference is {width}x{height}"
             out.errors.append(error(d, "size_mismatch", msg))
+            continue
+        refusal = comparable(ref_decoded, decoded)
+        if refusal is not None:
+            out.errors.append(error(d, *refusal))
             continue
         try:
             measured = metrics.compute_all(stats, img)
@@ -190,7 +237,7 @@ def load_group(
         out.dists.append(MeasuredImage(
             dist_id=d.dist_id, dist_uri=storage.display(d.dist_uri), codec=d.codec, codec_version=d.codec_version,
             setting=d.setting, bytes=d.bytes, width=width, height=height, bpp=bpp, metrics=measured,
-            extras=dict(d.extras or {}),
+            extras=dict(d.extras or {}), conversions=decoded.summary, ref_conversions=ref_decoded.summary,
         ))  # fmt: skip
         pixels.append(img)
     if out.dists:

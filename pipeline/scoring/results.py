@@ -115,6 +115,8 @@ def group_tables(
             "prf_score": scores.get(d.dist_id) if counts.get(d.dist_id) else None,
             "prf_win_rate": win_rates.get(d.dist_id) if counts.get(d.dist_id) else None,
             "n_pairs": counts.get(d.dist_id, 0),
+            "conversions": d.conversions or "",
+            "ref_conversions": d.ref_conversions or "",
         }
         row.update({k: v for k, v in (d.extras or {}).items() if k not in row})
         image_rows.append(row)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pipeline.image import metrics
 from pipeline.io.records import ReferenceGroup
@@ -84,8 +85,6 @@ def test_an_unexpected_failure_while_measuring_is_that_rows_error(corpus, make_g
             raise RuntimeError("boom\nsecond line")
         return real(stats, img)
 
-    from PIL import Image
-
     seen = [np.asarray(Image.open(corpus["d1"]))[0, 0, 0]]
     monkeypatch.setattr(metrics, "compute_all", flaky)
     loaded = load(make_group(["d0", "d1", "d2"]))
@@ -141,3 +140,133 @@ def test_the_strategy_comes_from_the_caller(corpus, make_group):
 def test_no_usable_image_means_no_patches(corpus, make_group):
     loaded = load(make_group(["small"]))
     assert loaded.dists == [] and loaded.patches.shape == (0, 0, 3, PATCH, PATCH) and len(loaded.pairs) == 0
+
+
+def hostname_bytes() -> bytes:
+    try:
+        return Path("/etc/hostname").read_bytes().strip()
+    except OSError:
+        return b""
+
+
+@pytest.mark.parametrize("what", ["ref", "dist"])
+def test_a_symlink_out_of_the_allowed_folder_is_refused_unread(corpus, make_group, tmp_path, what):
+    """The check is on what a path resolves to: a link inside the folder to /etc/hostname is outside, and
+    nothing of the file reaches a message."""
+    link = tmp_path / "innocent.png"
+    link.symlink_to("/etc/hostname")
+    name = "ref" if what == "ref" else "d1"
+    loaded = load(make_group(["d0", "d1"], uris={name: str(link)}), allow_roots=[str(tmp_path)])
+    if what == "ref":
+        assert loaded.dists == [] and {e.error for e in loaded.errors} == {"outside_roots"}
+    else:
+        assert [(e.dist_id, e.error) for e in loaded.errors] == [("d1", "outside_roots")]
+        assert [d.dist_id for d in loaded.dists] == ["d0"]
+    secret = hostname_bytes().decode("utf-8", "replace")
+    for e in loaded.errors:
+        assert "lies outside the allowed locations" in e.message
+        assert not secret or len(secret) < 4 or secret not in e.message
+
+
+def test_file_uris_and_links_are_resolved_before_the_check(corpus, make_group, tmp_path):
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "to-d1.png").symlink_to(corpus["d1"])  # a link inside the root to a file outside it
+    uris = {
+        "d0": "file://" + corpus["d0"],
+        "d1": str(inner / "to-d1.png"),
+        "esc": f"file://{inner}/../../../etc/hostname",
+    }
+    loaded = load(make_group(["d0", "d1", "esc"], uris=uris), allow_roots=[str(tmp_path)])
+    assert [d.dist_id for d in loaded.dists] == ["d0", "d1"]  # d1's target lies in tmp_path too
+    assert [(e.dist_id, e.error) for e in loaded.errors] == [("esc", "outside_roots")]
+    loaded = load(make_group(["d0", "d1"], uris=uris), allow_roots=[str(inner)])
+    assert {e.dist_id: e.error for e in loaded.errors} == {"d0": "outside_roots", "d1": "outside_roots"}
+
+
+def test_an_allowed_root_given_as_a_symlink_allows_what_it_points_to(corpus, make_group, tmp_path):
+    alias = tmp_path.parent / f"{tmp_path.name}-alias"
+    alias.symlink_to(tmp_path, target_is_directory=True)
+    try:
+        via_alias = {n: str(alias / Path(u).name) for n, u in corpus.items()}
+        for roots in ([str(alias)], [str(tmp_path)]):
+            for uris in (via_alias, corpus):
+                loaded = load(make_group(["d0", "d1"], uris=uris), allow_roots=roots)
+                assert loaded.errors == [] and [d.dist_id for d in loaded.dists] == ["d0", "d1"]
+        outside = load(make_group(["d0"], uris={"d0": "/etc/hostname"}), allow_roots=[str(alias)])
+        assert [e.error for e in outside.errors] == ["outside_roots"]
+    finally:
+        alias.unlink()
+
+
+def save_as(path: Path, img, fmt: str = "PNG", **kw) -> str:
+    img.save(path, format=fmt, **kw)
+    return str(path)
+
+
+def test_conversions_are_recorded_per_image_and_for_the_reference(corpus, make_group, tmp_path):
+    rgb = np.asarray(Image.open(corpus["d1"]))
+    grey = save_as(tmp_path / "grey.png", Image.fromarray(rgb).convert("L"))
+    opaque = save_as(tmp_path / "opaque.png", Image.fromarray(rgb).convert("RGBA"))
+    sixteen = save_as(tmp_path / "16.png", Image.fromarray(rgb[..., 0].astype(np.uint16) * 257))
+    loaded = load(make_group(["d0", "grey", "opaque", "sixteen"], uris={"grey": grey, "opaque": opaque,
+                                                                        "sixteen": sixteen}))  # fmt: skip
+    assert loaded.errors == []
+    got = {d.dist_id: d.conversions for d in loaded.dists}
+    assert got == {"d0": "", "grey": "greyscale->RGB", "opaque": "opaque alpha channel dropped",
+                   "sixteen": "greyscale->RGB; 16->8 bits"}  # fmt: skip
+    assert {d.ref_conversions for d in loaded.dists} == {""}
+    again = [type(d).from_row(d.to_row()) for d in loaded.dists]
+    assert [d.conversions for d in again] == list(got.values())
+    ref_grey = save_as(tmp_path / "ref-grey.png", Image.open(corpus["ref"]).convert("L"))
+    loaded = load(make_group(["d0"], uris={"ref": ref_grey}))
+    assert [d.ref_conversions for d in loaded.dists] == ["greyscale->RGB"]
+
+
+def with_alpha(rgb: np.ndarray, transparent_rows: int) -> Image.Image:
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    alpha[:transparent_rows] = 0
+    return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+
+
+def test_transparency_must_match_the_references(corpus, make_group, tmp_path):
+    """Both sides are composited on white: an image with transparency is compared only with the same
+    transparency; an opaque image of a transparent reference is the reference as displayed, and is scored."""
+    ref_rgb = np.asarray(Image.open(corpus["ref"]))
+    d_rgb = np.asarray(Image.open(corpus["d1"]))
+    uris = {
+        "ref": save_as(tmp_path / "ref-a.png", with_alpha(ref_rgb, 8)),
+        "same": save_as(tmp_path / "same.png", with_alpha(d_rgb, 8)),
+        "other": save_as(tmp_path / "other.png", with_alpha(d_rgb, 20)),
+        "opaque": corpus["d2"],
+    }
+    loaded = load(make_group(["same", "other", "opaque"], uris=uris))
+    assert [d.dist_id for d in loaded.dists] == ["same", "opaque"]
+    [e] = loaded.errors
+    assert (e.dist_id, e.error) == ("other", "alpha_mismatch") and "transparency differs" in e.message
+    assert loaded.dists[0].conversions == "alpha composited on white"
+    assert {d.ref_conversions for d in loaded.dists} == {"alpha composited on white"}
+    plain = load(make_group(["same", "d0"], uris={"same": uris["same"]}))
+    assert [(e.dist_id, e.error) for e in plain.errors] == [("same", "alpha_mismatch")]
+    assert [d.dist_id for d in plain.dists] == ["d0"]
+
+
+def test_an_animation_is_refused(corpus, make_group, tmp_path):
+    frames = [Image.open(corpus[n]).convert("RGB") for n in ("d0", "d1", "d2")]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    loaded = load(make_group(["d0", "anim", "d1"], uris={"anim": str(gif)}))
+    assert [(e.dist_id, e.error) for e in loaded.errors] == [("anim", "animated")]
+    assert "animation of 3 frames" in loaded.errors[0].message
+    assert [d.dist_id for d in loaded.dists] == ["d0", "d1"]
+    loaded = load(make_group(["d0", "d1"], uris={"ref": str(gif)}))
+    assert loaded.dists == [] and {e.error for e in loaded.errors} == {"reference_animated"}
+
+
+def test_an_undecodable_row_names_no_content(corpus, make_group, tmp_path):
+    leak = tmp_path / "leak.png"
+    leak.write_bytes(b"password=Tr0ub4dor&3 and more private text\n")
+    loaded = load(make_group(["d0", "leak"], uris={"leak": str(leak)}))
+    [e] = loaded.errors
+    assert e.error == "not_an_image" and "Tr0ub4dor" not in e.message and "password" not in e.message
+    assert "starts like text" in e.message
