@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 # Headless Chromium for the HTML report tests, and gcc with the libjpeg v62 header for the jpegli codec's shim
-# (built on first use), installed when we can: root and apt-get present.
+# (built on first use), and libjxl's butteraugli_main for the butteraugli metric; installed when we can: root
+# and apt-get present.
 system-deps:
 	@if command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -31,6 +32,11 @@ system-deps:
 	  echo "installing gcc and libjpeg62-turbo-dev (Debian packages) for the jpegli codec"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libjpeg62-turbo-dev >/dev/null; \
 	else echo "gcc or jpeglib.h missing and not root: the jpegli codec will be unavailable"; fi
+	@if command -v butteraugli_main >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing libjxl-devtools (Debian package) for the butteraugli metric"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjxl-devtools >/dev/null; \
+	else echo "butteraugli_main not installed and not root: the butteraugli metric is unavailable"; fi
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/prfeval demo --output $(DEMO_OUT)

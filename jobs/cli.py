@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("jobs.report", "leaderboards with confidence intervals, BD-rate and plots from results"),
     "regress": ("jobs.regress", "nightly gate: is the candidate run worse than the baseline?"),
     "query": ("jobs.query", "read-only DuckDB SQL over results tables"),
+    "metrics": ("jobs.metrics", "list the full-reference metrics --metrics can select, with their metadata"),
     "train": ("jobs.train", "train PRFNet on 2AFC triplets (Ray Train)"),
     "clic": ("jobs.clic", "CLIC perceptual-track mode: triplet CSV in, 0/1 CSV out, accuracy vs an oracle"),
 }

@@ -1,4 +1,4 @@
-"""Classic full-reference metrics on decoded 8-bit RGB images: PSNR, PSNR-Y and MS-SSIM.
+"""Full-reference metrics on decoded 8-bit RGB images, registered with their metadata; the classic three here.
 
 Inputs are ``(H, W, 3)`` ``uint8`` RGB arrays of equal shape (what :mod:`pipeline.image.decoding` decodes to). Every metric
 takes the reference either as such an array or as a :class:`ReferenceStats`, which caches what depends only on the
@@ -31,20 +31,31 @@ Conventions
     float64 with separable ``scipy.ndimage`` filtering, one channel at a time (about 0.15 s for 512 x 768 with a
     cached reference).
 
-Each metric is registered in :data:`METRICS` with its metadata (direction, unit, range, whether it needs a
-reference); generic code (leaderboards, BD-rate axes) reads that metadata instead of special-casing names.
+Each metric is registered in :data:`METRICS` as a :class:`MetricInfo`: name, unit, direction, range, minimum image
+size, whether it needs a GPU, its implementation and version (recorded in ``run.json``) and the function of a
+(reference, distorted) pair. Generic code (the ``images`` columns, report axes, ``regress`` criteria, ``query``)
+reads that metadata instead of special-casing names. Beyond the classic three (the default selection,
+:data:`DEFAULT_METRICS`) the built-ins are SSIMULACRA2, Butteraugli (max and 3-norm), CIEDE2000 and PSNR of the
+Cb and Cr planes (:mod:`pipeline.image.fr_metrics`); other packages add metrics through the entry-point group
+``prfeval.metrics`` (:func:`load_plugins`), each entry point naming a :class:`MetricInfo`, a list of them, or a
+function returning either. :func:`select` turns a ``--metrics`` value into registered names, with a "did you mean"
+for an unknown name and the reason for a metric that cannot run here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 
 import numpy as np
 from scipy import ndimage
 
 from model.registry import Registry
+from pipeline.image import fr_metrics
 
 PEAK = 255.0
 
@@ -131,6 +142,7 @@ class ReferenceStats:
         self._float: np.ndarray | None = None
         self._luma: np.ndarray | None = None
         self._pyramid: list[list[_Scale]] | None = None
+        self.cache: dict = {}  # what other metrics derive from the reference alone, by their own keys
 
     @property
     def float_rgb(self) -> np.ndarray:
@@ -261,16 +273,86 @@ def ms_ssim(ref: np.ndarray | ReferenceStats, dist: np.ndarray) -> float | None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# The other built-ins: adapters from a ReferenceStats (with its cache) to the functions of fr_metrics
+
+
+def _ycbcr(stats: ReferenceStats) -> np.ndarray:
+    if "ycbcr" not in stats.cache:
+        stats.cache["ycbcr"] = fr_metrics.ycbcr_bt601(stats.rgb)
+    return stats.cache["ycbcr"]
+
+
+def _plane_psnr(plane: str) -> Callable[[np.ndarray | ReferenceStats, np.ndarray], float]:
+    def fn(ref: np.ndarray | ReferenceStats, dist: np.ndarray) -> float:
+        stats, arr = _check_pair(ref, dist)
+        return _psnr_from_mse(fr_metrics.plane_mse(_ycbcr(stats), fr_metrics.ycbcr_bt601(arr), plane))
+
+    fn.__name__ = f"psnr_{plane}"
+    return fn
+
+
+psnr_cb = _plane_psnr("cb")
+psnr_cr = _plane_psnr("cr")
+
+
+def ssimulacra2(ref: np.ndarray | ReferenceStats, dist: np.ndarray) -> float:
+    """SSIMULACRA2 (up to 100 for identical images); see :mod:`pipeline.image.fr_metrics`."""
+    stats, arr = _check_pair(ref, dist)
+    if "ssimulacra2" not in stats.cache:
+        stats.cache["ssimulacra2"] = fr_metrics.ssimulacra2_scales(stats.rgb)
+    return fr_metrics.ssimulacra2(stats.cache["ssimulacra2"], arr)
+
+
+def ciede2000(ref: np.ndarray | ReferenceStats, dist: np.ndarray) -> float:
+    """Mean CIEDE2000 colour difference over pixels (0 for identical images)."""
+    stats, arr = _check_pair(ref, dist)
+    if "lab" not in stats.cache:
+        stats.cache["lab"] = fr_metrics.lab(stats.rgb)
+    return fr_metrics.ciede2000(stats.cache["lab"], arr)
+
+
+def _butteraugli_pair(ref: np.ndarray | ReferenceStats, dist: np.ndarray) -> tuple[float, float]:
+    """Both Butteraugli norms of one pair from one run of the program (the last pair's result is kept)."""
+    stats, arr = _check_pair(ref, dist)
+    digest = hashlib.blake2b(np.ascontiguousarray(arr).data, digest_size=16).digest()
+    last = stats.cache.get("butteraugli_last")
+    if last is not None and last[0] == digest:
+        return last[1]
+    if np.array_equal(stats.rgb, arr):
+        result = (0.0, 0.0)
+    else:
+        if "png" not in stats.cache:
+            stats.cache["png"] = fr_metrics.png_bytes(stats.rgb)
+        result = fr_metrics.butteraugli(stats.cache["png"], arr)
+    stats.cache["butteraugli_last"] = (digest, result)
+    return result
+
+
+def butteraugli(ref: np.ndarray | ReferenceStats, dist: np.ndarray) -> float:
+    """Butteraugli max-norm distance (libjxl ``butteraugli_main``); 0 for identical images."""
+    return _butteraugli_pair(ref, dist)[0]
+
+
+def butteraugli_3norm(ref: np.ndarray | ReferenceStats, dist: np.ndarray) -> float:
+    """Butteraugli 3-norm (libjxl ``butteraugli_main --pnorm 3``); 0 for identical images."""
+    return _butteraugli_pair(ref, dist)[1]
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The registry
 
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """A metric and the metadata generic code reads (sorting, axes, nulls) instead of special-casing names.
+    """A full-reference metric and the metadata generic code reads (columns, axes, criteria) instead of names.
 
-    ``fn(ref, dist)`` takes the reference as an array or a :class:`ReferenceStats`. ``range`` is the closed range of
-    finite values (``math.inf`` where unbounded); ``best`` is the value for identical images; ``nullable`` says
-    whether ``fn`` may return ``None`` (MS-SSIM on small images).
+    ``fn(ref, dist)`` maps a decoded pair to a value: with ``uses_stats`` it takes the reference as an array or a
+    :class:`ReferenceStats` (the built-ins), otherwise it always gets two ``(H, W, 3)`` ``uint8`` arrays (the
+    simplest contract for a plug-in). ``range`` is the closed range of finite values (``math.inf`` where
+    unbounded); ``best`` is the value for identical images; ``min_size`` is the smallest side the metric is
+    defined on (smaller images give ``None``, written as null); ``nullable`` says whether the value may be
+    ``None``. ``implementation`` and ``version`` (a string or a function returning one) say what computes it and
+    go to ``run.json``; ``unavailable()`` returns why the metric cannot run on this machine, or None.
     """
 
     name: str
@@ -282,6 +364,14 @@ class MetricInfo:
     needs_reference: bool = True
     best: float = math.inf
     nullable: bool = False
+    title: str = ""
+    min_size: int = 1
+    needs_gpu: bool = False
+    implementation: str = ""
+    version: str | Callable[[], str] = field(default="", compare=False)
+    unavailable: Callable[[], str | None] | None = field(default=None, repr=False, compare=False)
+    uses_stats: bool = False
+    margin: float = 0.0  # the change `regress` tolerates by default before it calls this metric a regression
 
     def __call__(self, ref: np.ndarray | ReferenceStats, dist: np.ndarray) -> float | None:
         return self.fn(ref, dist)
@@ -291,6 +381,44 @@ class MetricInfo:
         """Axis label, e.g. ``"psnr [dB]"``."""
         return f"{self.name} [{self.unit}]" if self.unit else self.name
 
+    @property
+    def display(self) -> str:
+        """The human name (``title``, else ``name``)."""
+        return self.title or self.name
+
+    def version_string(self) -> str:
+        try:
+            return self.version() if callable(self.version) else str(self.version)
+        except Exception as e:  # a version probe must never stop a run
+            return f"unknown ({type(e).__name__})"
+
+    def why_unavailable(self) -> str | None:
+        return self.unavailable() if self.unavailable is not None else None
+
+    def measure(self, stats: ReferenceStats, dist: np.ndarray) -> float | None:
+        """The value on one pair (``None`` below ``min_size``), given the reference's cached stats."""
+        if min(stats.shape[:2]) < self.min_size:
+            return None
+        value = self.fn(stats, dist) if self.uses_stats else self.fn(stats.rgb, dist)
+        return None if value is None else float(value)
+
+    def describe(self) -> dict:
+        """The metadata as plain JSON values (``prfeval metrics``, ``run.json``)."""
+        lo, hi = self.range
+        return {
+            "name": self.name,
+            "title": self.display,
+            "unit": self.unit,
+            "higher_is_better": self.higher_is_better,
+            "range": [lo, hi],
+            "best": self.best,
+            "min_size": self.min_size,
+            "needs_gpu": self.needs_gpu,
+            "implementation": self.implementation,
+            "version": self.version_string(),
+            "description": self.description,
+        }
+
 
 class UnknownMetricError(KeyError):
     """An unknown metric name; the message carries a "did you mean …" suggestion."""
@@ -299,54 +427,159 @@ class UnknownMetricError(KeyError):
         return str(self.args[0])
 
 
+class MetricUnavailableError(RuntimeError):
+    """A registered metric that cannot run on this machine (e.g. its external program is missing)."""
+
+
+_OURS = "prfeval (numpy/scipy)"
 METRICS: Registry[MetricInfo] = Registry("metric", error=UnknownMetricError, cutoff=0.5)
+DEFAULT_METRICS: tuple[str, ...] = ("psnr", "psnr_y", "ms_ssim")  # the cheap ones, the columns of every run
+PLUGIN_GROUP = "prfeval.metrics"
+
 for _info in (
     MetricInfo(
-        name="psnr",
-        fn=psnr,
-        higher_is_better=True,
-        unit="dB",
-        range=(0.0, math.inf),
-        best=math.inf,
+        name="psnr", fn=psnr, higher_is_better=True, unit="dB", range=(0.0, math.inf), best=math.inf,
+        title="PSNR", uses_stats=True, implementation=_OURS, version="1", margin=0.1,
         description="PSNR over RGB, MSE over all pixels and channels, 8-bit peak 255",
     ),
     MetricInfo(
-        name="psnr_y",
-        fn=psnr_y,
-        higher_is_better=True,
-        unit="dB",
-        range=(0.0, math.inf),
-        best=math.inf,
+        name="psnr_y", fn=psnr_y, higher_is_better=True, unit="dB", range=(0.0, math.inf), best=math.inf,
+        title="PSNR-Y", uses_stats=True, implementation=_OURS, version="1", margin=0.1,
         description="PSNR over BT.601 studio-range luma (skimage rgb2ycbcr), peak 255",
     ),
     MetricInfo(
-        name="ms_ssim",
-        fn=ms_ssim,
-        higher_is_better=True,
-        unit="",
-        range=(0.0, 1.0),
-        best=1.0,
-        nullable=True,
-        description="5-scale MS-SSIM (Wang et al. 2003) per RGB channel, averaged; null below 161 px",
+        name="ms_ssim", fn=ms_ssim, higher_is_better=True, unit="", range=(0.0, 1.0), best=1.0, nullable=True,
+        title="MS-SSIM", min_size=MS_SSIM_MIN_SIDE, uses_stats=True, implementation=_OURS, version="1",
+        margin=0.001, description="5-scale MS-SSIM (Wang et al. 2003) per RGB channel, averaged; null below 161 px",
     ),
-):
+    MetricInfo(
+        name="psnr_cb", fn=psnr_cb, higher_is_better=True, unit="dB", range=(0.0, math.inf), best=math.inf,
+        title="PSNR-Cb", uses_stats=True, implementation=_OURS, version="1", margin=0.1,
+        description="PSNR over the BT.601 studio-range Cb plane (skimage rgb2ycbcr), peak 255",
+    ),
+    MetricInfo(
+        name="psnr_cr", fn=psnr_cr, higher_is_better=True, unit="dB", range=(0.0, math.inf), best=math.inf,
+        title="PSNR-Cr", uses_stats=True, implementation=_OURS, version="1", margin=0.1,
+        description="PSNR over the BT.601 studio-range Cr plane (skimage rgb2ycbcr), peak 255",
+    ),
+    MetricInfo(
+        name="ssimulacra2", fn=ssimulacra2, higher_is_better=True, unit="", range=(-math.inf, 100.0), best=100.0,
+        nullable=True, title="SSIMULACRA2", min_size=fr_metrics.S2_MIN_SIDE, uses_stats=True,
+        implementation="ssimulacra2 (PyPI port) with the original tool's borders and scales",
+        version=fr_metrics.ssimulacra2_version, margin=0.5,
+        description="SSIMULACRA 2.1 (cloudinary/ssimulacra2): 100 = identical, ~70 high, ~50 medium quality",
+    ),
+    MetricInfo(
+        name="butteraugli", fn=butteraugli, higher_is_better=False, unit="", range=(0.0, math.inf), best=0.0,
+        title="Butteraugli", uses_stats=True, implementation="libjxl butteraugli_main (max norm)",
+        version=fr_metrics.butteraugli_version, unavailable=fr_metrics.butteraugli_unavailable, margin=0.05,
+        description="Butteraugli distance, max norm (libjxl butteraugli_main); 0 = identical, lower is better",
+    ),
+    MetricInfo(
+        name="butteraugli_3norm", fn=butteraugli_3norm, higher_is_better=False, unit="", range=(0.0, math.inf),
+        best=0.0, title="Butteraugli 3-norm", uses_stats=True,
+        implementation="libjxl butteraugli_main --pnorm 3", version=fr_metrics.butteraugli_version,
+        unavailable=fr_metrics.butteraugli_unavailable, margin=0.02,
+        description="Butteraugli distance, 3-norm (libjxl butteraugli_main); 0 = identical, lower is better",
+    ),
+    MetricInfo(
+        name="ciede2000", fn=ciede2000, higher_is_better=False, unit="ΔE00", range=(0.0, math.inf), best=0.0,
+        title="CIEDE2000", uses_stats=True, implementation="scikit-image deltaE_ciede2000 of rgb2lab (D65)",
+        version=lambda: metadata.version("scikit-image"), margin=0.05,
+        description="mean CIEDE2000 colour difference over pixels (Sharma et al. 2005); lower is better",
+    ),
+):  # fmt: skip
     METRICS.add(_info.name, _info)
 del _info
+
+_plugins_loaded = False
+PLUGIN_ERRORS: dict[str, str] = {}  # entry point -> why it could not be registered
+
+
+def _as_infos(obj: object) -> list[MetricInfo]:
+    if callable(obj) and not isinstance(obj, MetricInfo):
+        obj = obj()
+    items = [obj] if isinstance(obj, MetricInfo) else list(obj)  # type: ignore[call-overload]
+    for item in items:
+        if not isinstance(item, MetricInfo):
+            raise TypeError(f"expected a MetricInfo, got {type(item).__name__}")
+    return items
+
+
+def load_plugins(*, force: bool = False) -> list[str]:
+    """Register the metrics of the ``prfeval.metrics`` entry points (once per process); their names.
+
+    A plug-in that fails to load or names a metric already registered is left out with a warning (and its
+    reason in :data:`PLUGIN_ERRORS`); the other metrics stay usable.
+    """
+    global _plugins_loaded
+    if _plugins_loaded and not force:
+        return []
+    _plugins_loaded = True
+    added = []
+    for ep in metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            for info in _as_infos(ep.load()):
+                if info.name in METRICS and METRICS[info.name] == info:
+                    continue
+                METRICS.add(info.name, info)
+                added.append(info.name)
+        except Exception as e:  # a broken plug-in never breaks the built-in metrics
+            PLUGIN_ERRORS[ep.name] = f"{type(e).__name__}: {e}"
+            warnings.warn(f"metric plug-in {ep.name!r} ({ep.value}) not loaded: {e}", stacklevel=2)
+    return added
 
 
 def get_metric(name: str) -> MetricInfo:
     """The registered metric called ``name``; an unknown name raises ``KeyError`` with "did you mean …"."""
+    if name not in METRICS:
+        load_plugins()
     return METRICS.get(name)
 
 
+def available_metrics() -> list[MetricInfo]:
+    """Every registered metric (built-ins, then plug-ins), whether or not it can run here."""
+    load_plugins()
+    return list(METRICS.values())
+
+
+def parse_names(spec: str | Iterable[str] | None) -> list[str]:
+    """``"psnr, ms_ssim"`` or ``["psnr", "ms_ssim"]`` -> the names, stripped, without repeats; None -> defaults."""
+    if spec is None:
+        return list(DEFAULT_METRICS)
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+def select(spec: str | Iterable[str] | None, *, check_available: bool = True) -> tuple[str, ...]:
+    """The registered names a ``--metrics`` value selects (in its order; the defaults for None or "").
+
+    An unknown name raises :class:`UnknownMetricError` ("did you mean …"); with ``check_available``, a metric
+    that cannot run on this machine raises :class:`MetricUnavailableError` with the reason.
+    """
+    names = parse_names(spec) or list(DEFAULT_METRICS)
+    out = []
+    for name in names:
+        info = get_metric(name)
+        if check_available and (why := info.why_unavailable()):
+            raise MetricUnavailableError(f"metric {info.name!r} is unavailable: {why}")
+        out.append(info.name)
+    return tuple(dict.fromkeys(out))
+
+
+def describe(names: Sequence[str]) -> list[dict]:
+    """Metadata (implementation and version included) of the named metrics, for ``run.json``."""
+    return [get_metric(n).describe() for n in names]
+
+
 def compute_all(
-    ref: np.ndarray | ReferenceStats, dist: np.ndarray, metrics: list[str] | None = None
+    ref: np.ndarray | ReferenceStats, dist: np.ndarray, metrics: Sequence[str] | None = None
 ) -> dict[str, float | None]:
-    """All registered metrics (or those named in ``metrics``) of ``dist`` against ``ref``.
+    """The metrics named in ``metrics`` (default: :data:`DEFAULT_METRICS`) of ``dist`` against ``ref``.
 
     Returns ``{"psnr": ..., "psnr_y": ..., "ms_ssim": ...}``; pass a :class:`ReferenceStats` as ``ref`` when one
     reference is compared with many distorted images.
     """
     stats, arr = _check_pair(ref, dist)
-    infos = [get_metric(n) for n in metrics] if metrics is not None else list(METRICS.values())
-    return {info.name: info.fn(stats, arr) for info in infos}
+    names = DEFAULT_METRICS if metrics is None else metrics
+    return {info.name: info.measure(stats, arr) for info in (get_metric(n) for n in names)}
