@@ -91,8 +91,46 @@ def _resolve_anchor(requested: str | None, curves: list[str]) -> tuple[str | Non
     return requested, "--anchor"
 
 
-def _warnings(pairs: pd.DataFrame, errors: pd.DataFrame, run: dict | None, images_outside: int) -> list[str]:
-    """What a reader must know before trusting the tables: a flat model, mixed models, failures, gaps."""
+def _conversion_counts(values) -> str:
+    """``"alpha composited on white (3), greyscale->RGB (1)"``: each kind of conversion and how many had it."""
+    counts: dict[str, int] = {}
+    for v in values:
+        for kind in str(v).split(";") if isinstance(v, str) else ():
+            if kind.strip():
+                counts[kind.strip()] = counts.get(kind.strip(), 0) + 1
+    return ", ".join(f"{k} ({n})" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _conversion_warnings(images: pd.DataFrame | None) -> list[str]:
+    """How many scored images, and references, decoding had to convert, by kind (docs/inputs.md)."""
+    out = []
+    if images is None or not len(images):
+        return out
+    if "conversions" in images:
+        converted = images["conversions"][images["conversions"].fillna("").astype(str).str.strip() != ""]
+        if len(converted):
+            out.append(
+                f"{len(converted)} image(s) were converted before scoring: {_conversion_counts(converted)}"
+            )
+    if "ref_conversions" in images and "ref_id" in images:
+        refs = images.drop_duplicates("ref_id")["ref_conversions"]
+        converted = refs[refs.fillna("").astype(str).str.strip() != ""]
+        if len(converted):
+            out.append(
+                f"{len(converted)} reference(s) were converted before scoring: {_conversion_counts(converted)}"
+            )
+    return out
+
+
+def _warnings(
+    pairs: pd.DataFrame,
+    errors: pd.DataFrame,
+    run: dict | None,
+    images_outside: int,
+    images: pd.DataFrame | None = None,
+) -> list[str]:
+    """What a reader must know before trusting the tables: a flat model, mixed models, failures, gaps, and the
+    images decoding converted."""
     out = []
     if len(pairs):
         dev = float(np.max(np.abs(pairs["p_a"].to_numpy(dtype=np.float64) - 0.5)))
@@ -114,6 +152,7 @@ def _warnings(pairs: pd.DataFrame, errors: pd.DataFrame, run: dict | None, image
         out.append(f"the run's status is {run.get('status')!r}: the results may be incomplete")
     if images_outside:
         out.append(f"{images_outside} image(s) fall outside every bpp bucket and are in no leaderboard")
+    out += _conversion_warnings(images)
     return out
 
 
@@ -219,7 +258,7 @@ def build(
             {"name": b.name, "label": b.label, "low": b.low, "high": b.high, "target": b.target}
             for b in buckets
         ],
-        "warnings": _warnings(pairs, errors, run, images_outside),
+        "warnings": _warnings(pairs, errors, run, images_outside, images),
         "leaderboards": [_board_doc(b) for b in boards],
         "bd_rate": {"anchor": anchor, "anchor_choice": anchor_choice, "rate": "bpp", "axes": axis_docs},
         "disagreements": dis_docs,
