@@ -11,6 +11,10 @@ training) and
 - writes the record at once with status ``running``: run id, kind, fingerprint, the configuration, the command
   line without credentials, library versions and the code's commit.
 
+Starting is atomic: a new output's record is created exclusively (a local file linked into place only if none is
+there; on S3 a conditional PUT, ``If-None-Match: *``), so of two identical commands started at once one creates
+the run and the other adopts its run id, after the same fingerprint check; every row then carries one run id.
+
 :meth:`Run.finish` writes the record again (``finished`` or ``incomplete``, the counts, ``finished_at``, any fields
 the command adds at the end) and appends it to the runs registry (:mod:`pipeline.runs.registry`) when the run was
 opened with one.
@@ -19,6 +23,8 @@ opened with one.
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from typing import Any, Literal
 
 from pipeline.io import storage
@@ -42,9 +48,47 @@ def read_record(output: str, file: str = RUN_FILE) -> dict | None:
         return None
 
 
+def _record_text(record: dict) -> str:
+    return json.dumps(jsonable(record), indent=2, sort_keys=True)
+
+
 def write_record(output: str, record: dict, file: str = RUN_FILE) -> None:
     """Write the run record ``<output>/<file>`` (sorted keys, strict JSON: non-finite numbers as null)."""
-    storage.write_text(storage.join(output, file), json.dumps(jsonable(record), indent=2, sort_keys=True))
+    storage.write_text(storage.join(output, file), _record_text(record))
+
+
+def create_record(output: str, record: dict, file: str = RUN_FILE) -> bool:
+    """Write the run record only if there is none yet; True when this call created it.
+
+    Local files: written whole to a temporary name, then hard-linked to the record's name, which fails when that
+    name exists. Object stores: an exclusive create (``x`` mode: S3's conditional PUT). A file system with neither
+    gets a plain write followed by a read-back, and the record read back decides.
+    """
+    uri = storage.join(output, file)
+    data = _record_text(record).encode("utf-8")
+    fs, path = storage.filesystem(uri)
+    if storage.is_local(uri):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        return True
+    try:
+        with fs.open(path, "xb") as f:
+            f.write(data)
+    except FileExistsError:
+        return False
+    except (ValueError, NotImplementedError):  # no exclusive create here: write, then see whose record stayed
+        storage.write_bytes(uri, data)
+        stored = read_record(output, file)
+        return stored is not None and stored.get("run_id") == record.get("run_id")
+    return True
 
 
 def config_record(config: dict) -> dict:
@@ -100,7 +144,29 @@ class Run:
         to: ``None`` means ``$PRFEVAL_REGISTRY`` if set, ``False`` never records.
         """
         fp = fingerprint(identity)
+
+        def make(before: dict) -> dict:
+            return {
+                "run_id": before.get("run_id") or new_run_id(prefix or kind),
+                "kind": kind,
+                "fingerprint": fp,
+                "status": status,
+                "started_at": before.get("started_at") or utc_now(),
+                "finished_at": None,
+                "command": storage.redact(command),
+                "config": config_record(config or {}),
+                "versions": versions(),
+                "git_commit": git_commit(),
+                "counts": before.get("counts", {}),
+                **(fields or {}),
+            }
+
         previous = read_record(output, file)
+        if previous is None:
+            record = make({})
+            if create_record(output, record, file):
+                return cls(output, record, previous=None, file=file, registry=registry)
+            previous = read_record(output, file)  # another start created it first: adopt its run
         if previous is not None and previous.get("fingerprint") != fp:
             if on_other == "refuse":
                 raise OutputConflict(
@@ -108,22 +174,7 @@ class Run:
                     f"(run {previous.get('run_id')}); write to a new --output"
                 )
             previous = None
-        before = previous or {}
-        record = {
-            "run_id": before.get("run_id") or new_run_id(prefix or kind),
-            "kind": kind,
-            "fingerprint": fp,
-            "status": status,
-            "started_at": before.get("started_at") or utc_now(),
-            "finished_at": None,
-            "command": storage.redact(command),
-            "config": config_record(config or {}),
-            "versions": versions(),
-            "git_commit": git_commit(),
-            "counts": before.get("counts", {}),
-            **(fields or {}),
-        }
-        run = cls(output, record, previous=previous, file=file, registry=registry)
+        run = cls(output, make(previous or {}), previous=previous, file=file, registry=registry)
         run.write()
         return run
 
@@ -187,6 +238,7 @@ __all__ = [
     "OutputConflict",
     "Run",
     "config_record",
+    "create_record",
     "finished_units",
     "read_record",
     "write_record",

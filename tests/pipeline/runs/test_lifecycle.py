@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -103,3 +106,43 @@ def test_the_registry_gets_the_finished_run(output, tmp_path, monkeypatch):
     env = Run.open(storage.join(output, "c"), kind="evaluate", identity=IDENTITY, registry=None)
     env.finish()
     assert set(registry.read(root)["run_id"]) == {run.run_id, env.run_id}
+
+
+def test_the_record_is_created_exclusively(output):
+    assert lifecycle.create_record(output, {"run_id": "run-a"})
+    assert not lifecycle.create_record(output, {"run_id": "run-b"})
+    assert read(output) == {"run_id": "run-a"}  # the second create changed nothing
+    if not output.startswith("s3://"):
+        assert sorted(os.listdir(output)) == ["run.json"]  # no temporary file left behind
+
+
+def test_simultaneous_starts_share_one_run(output):
+    """Identical starts at once: one creates the run, every other adopts its run id (no run.json seen by any)."""
+    barrier = threading.Barrier(6)
+
+    def start(_):
+        barrier.wait()
+        return Run.open(output, kind="evaluate", identity=IDENTITY, prefix="run")
+
+    with ThreadPoolExecutor(6) as pool:
+        runs = list(pool.map(start, range(6)))
+    assert len({r.run_id for r in runs}) == 1
+    assert sum(r.previous is None for r in runs) == 1  # exactly one created the run
+    assert read(output)["run_id"] == runs[0].run_id and read(output)["status"] == "running"
+
+
+def test_simultaneous_starts_of_another_configuration_are_refused(output):
+    barrier = threading.Barrier(2)
+
+    def start(pairs):
+        barrier.wait()
+        try:
+            return Run.open(output, kind="evaluate", identity={**IDENTITY, "pairs": pairs})
+        except OutputConflict as e:
+            return e
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(start, ["all", "matched"]))
+    assert sorted(type(o).__name__ for o in outcomes) == ["OutputConflict", "Run"]
+    (winner,) = [o for o in outcomes if isinstance(o, Run)]
+    assert read(output)["run_id"] == winner.run_id and read(output)["fingerprint"] == winner.fingerprint
