@@ -38,8 +38,8 @@ SWEEP_MANIFEST = pa.schema(
         ("decode_cpu_ms", pa.float64()),
         ("encode_mp_per_s", pa.float64()),
         ("decode_mp_per_s", pa.float64()),
-        # the knob value encoded (found per image for a bpp= target), the target, and every encoder option (JSON)
-        ("knob", pa.string()),
+        # the knob value encoded (found per image for a bpp= target; the knob's name is in CODECS), the target,
+        # and every encoder option (JSON)
         ("knob_value", pa.float64()),
         ("target_bpp", pa.float64()),
         ("codec_options", pa.string()),
@@ -88,6 +88,19 @@ IMAGES = pa.schema(
         ("ref_conversions", pa.string()),  # what decoding did to its reference
     ]
 )
+
+METRIC_TYPE = pa.float64()  # every metric column of ``images``
+
+
+def images_schema(metrics: list[str] | tuple[str, ...] = ()) -> pa.Schema:
+    """:data:`IMAGES` plus a float64 column for each selected metric it does not declare (after the declared ones).
+
+    The classic metrics (psnr, psnr_y, ms_ssim) are always declared, so a run with the default metrics has
+    exactly :data:`IMAGES`; a run with ``--metrics ssimulacra2,...`` has a column per added metric, by name.
+    """
+    extra = [m for m in dict.fromkeys(metrics) if IMAGES.get_field_index(m) < 0]
+    return pa.schema([*IMAGES, *((m, METRIC_TYPE) for m in extra)])
+
 
 PAIRS = pa.schema(
     [

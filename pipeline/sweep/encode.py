@@ -11,10 +11,10 @@ time is per core) and the megapixels per second they make.
 
 Target bpp (a ``bpp=T`` setting): the codec's knob is bisected per image over its range in steps of
 ``knob_step`` (whole numbers for ``q``), assuming the size falls as quality falls, to the highest-quality value whose
-bitstream is at or under T bits per pixel. The row records that value (``knob``, ``knob_value``), the target
-(``target_bpp``) and the bpp reached (``bpp``); the timings are those of the kept encode. When even the lowest
-quality is above T the setting is an error row (``bpp_unreachable``) naming the image and what was reached; the
-other settings go on.
+bitstream is at or under T bits per pixel. The row records that value (``knob_value``; the knob's name is in
+``codecs.parquet``), the target (``target_bpp``) and the bpp reached (``bpp``); the timings are those of the kept
+encode. When even the lowest quality is above T the setting is an error row (``bpp_unreachable``) naming the image
+and what was reached; the other settings go on.
 """
 
 from __future__ import annotations
@@ -329,7 +329,6 @@ def _encode_settings(
             "decode_cpu_ms": decode_cpu_ms,
             "encode_mp_per_s": _mp_per_s(w * h, kept.ms),
             "decode_mp_per_s": _mp_per_s(w * h, decode_ms),
-            "knob": codec.knob,
             "knob_value": float(kept.value),
             "target_bpp": s.target_bpp,
             "codec_options": json.dumps(codec.resolve(s.option_values)),

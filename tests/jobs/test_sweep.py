@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 
 import imagecodecs
 import numpy as np
@@ -22,8 +23,18 @@ from pipeline.codecs import get_codec, list_codecs
 from pipeline.image import samples
 from pipeline.io import schemas, storage
 
-SPEC = "jpeg:q=20,50,85 webp:q=20,50,85 avif:q=20,50,85 jp2:ratio=60,25,8 jxl:d=4,2,0.8"
-N_SETTINGS = 15
+SPEC = (
+    "jpeg:q=20,50,85 webp:q=20,50,85 avif:q=20,50,85 jp2:ratio=60,25,8 jxl:d=4,2,0.8 heic:q=20,50,85 "
+    "jpegli:q=20,50,85 mozjpeg:q=20,50,85"
+)
+N_SETTINGS = 24
+
+
+def heif_decode(data: bytes) -> np.ndarray:
+    import pillow_heif
+
+    return np.asarray(pillow_heif.open_heif(data, convert_hdr_to_8bit=True))
+
 
 # Second decoders for the kept bitstreams (imagecodecs' own bindings, not the Pillow path the sweep uses).
 DECODERS = {
@@ -32,6 +43,9 @@ DECODERS = {
     "avif": imagecodecs.avif_decode,
     "jp2": imagecodecs.jpeg2k_decode,
     "jxl": imagecodecs.jpegxl_decode,
+    "heic": heif_decode,  # libheif directly, not through the Pillow plugin
+    "jpegli": imagecodecs.jpeg8_decode,
+    "mozjpeg": imagecodecs.jpeg8_decode,
 }
 
 
@@ -238,6 +252,9 @@ def test_bundled_samples_and_reference_table(tmp_path, ray_local, capsys):
         ("jpge:q=50", "did you mean 'jpeg'"),
         ("jpeg:q=150", "q=1..100"),
         ("jxl:q=1", "d=0..25"),
+        ("jpeg:q=50;effort=3", "no knob or option 'effort'; it takes q=1..100"),
+        ("jpeg:q=50;effort=3", "options: subsampling=444|422|420 (default 420), optimize=0|1"),
+        ("avif:bpp=0.1;subsampling=411", "subsampling=444|422|420"),
     ],
 )
 def test_bad_spec_is_a_usage_error_listing_codecs(tmp_path, capsys, codecs, expected):
@@ -250,7 +267,84 @@ def test_bad_spec_is_a_usage_error_listing_codecs(tmp_path, capsys, codecs, expe
     assert expected in err and "Traceback" not in err
     if codecs.startswith("jpge"):
         assert all(name in err for name in list_codecs())
+    if ";" in codecs:
+        assert len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_options_targets_and_speed_in_the_manifest(tmp_path, capsys):
+    """Options cross the knob, bpp targets find a knob value per image, an unreachable target is one error row
+    naming the image, and every row carries its speed (plain loop, no Ray)."""
+    out = tmp_path / "out"
+    spec = (
+        "jpeg:q=60;subsampling=420,444 jpegli:q=70;subsampling=444 mozjpeg:bpp=1.5 jxl:bpp=0.8 jpeg:bpp=0.05"
+    )
+    argv = ["--refs", "samples:coffee,astronaut?max_side=96", "--codecs", spec, "--output", str(out)]
+    assert sweep.main([*argv, "--executor", "local", "--quiet"]) == 1
+    capsys.readouterr()
+
+    errors = pq.read_table(out / "errors" / "sweep.parquet").to_pylist()
+    assert sorted(e["dist_id"] for e in errors) == ["astronaut/jpeg/bpp=0.05", "coffee/jpeg/bpp=0.05"]
+    for e in errors:
+        assert e["error"] == "bpp_unreachable" and f"samples:{e['ref_id']}" in e["message"]
+        assert "q=1, gives" in e["message"] and "bpp" in e["message"]
+
+    rows = {r["dist_id"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+    assert sorted(rows) == sorted(
+        f"{ref}/{s}"
+        for ref in ("coffee", "astronaut")
+        for s in (
+            "jpeg/q=60;subsampling=420",
+            "jpeg/q=60;subsampling=444",
+            "jpegli/q=70;subsampling=444",
+            "mozjpeg/bpp=1.5",
+            "jxl/bpp=0.8",
+        )
+    )
+    for r in rows.values():
+        for col in (
+            "encode_ms",
+            "decode_ms",
+            "encode_cpu_ms",
+            "decode_cpu_ms",
+            "encode_mp_per_s",
+            "decode_mp_per_s",
+        ):
+            assert r[col] > 0, (r["dist_id"], col)
+        assert r["encode_mp_per_s"] == pytest.approx(r["width"] * r["height"] / 1e3 / r["encode_ms"])
+        assert (
+            "knob" not in r
+        )  # the knob's name comes from codecs.parquet (its `knob` column reaches `images`)
+        decoded = read_png((out / r["dist_uri"]).read_bytes())
+        assert decoded.shape == (r["height"], r["width"], 3)
+    for ref in ("coffee", "astronaut"):
+        fixed = rows[f"{ref}/jpeg/q=60;subsampling=444"]
+        assert (fixed["knob_value"], fixed["target_bpp"]) == (60, None)
+        assert json.loads(fixed["codec_options"]) == {
+            "subsampling": "444",
+            "optimize": "1",
+            "progressive": "0",
+        }
+        assert (
+            rows[f"{ref}/jpeg/q=60;subsampling=444"]["bytes"]
+            > rows[f"{ref}/jpeg/q=60;subsampling=420"]["bytes"]
+        )
+        for name, target in (("mozjpeg/bpp=1.5", 1.5), ("jxl/bpp=0.8", 0.8)):
+            r = rows[f"{ref}/{name}"]
+            assert r["target_bpp"] == target and r["bpp"] <= target and r["setting"] == name.split("/")[1]
+            codec = get_codec(r["codec"])
+            value = int(r["knob_value"]) if codec.integer_knob else r["knob_value"]
+            rgb = read_png((out / r["ref_uri"]).read_bytes())
+            assert (
+                len(codec.encode(rgb, value)) == r["bytes"]
+            )  # the recorded knob value remakes the bitstream
+            better = value + 1 if codec.higher_is_better_quality else round(value - codec.knob_step, 10)
+            assert len(codec.encode(rgb, better)) * 8 / (r["width"] * r["height"]) > target
+
+    codecs_rows = {r["codec"]: r for r in pq.read_table(out / "codecs.parquet").to_pylist()}
+    assert set(codecs_rows) == {"jpeg", "jpegli", "mozjpeg", "jxl"}
+    assert codecs_rows["jpegli"]["codec_version"] == "jpegli (pyjpegli 0.3.2)"
+    assert "progressive=0|1|2 (default 2)" in codecs_rows["jpegli"]["options"]
 
 
 @pytest.mark.parametrize(
