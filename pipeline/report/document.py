@@ -184,9 +184,12 @@ def build(
     images_outside = int((labelled_images["bucket"] < 0).sum())
     pairs_across = int((labelled_pairs["bucket"] < 0).sum())
 
-    bd = axes_mod.bd_rates(images, anchor, n_boot=options.n_boot, alpha=options.alpha, seed=options.seed)
+    axes = axes_mod.axes_for(images, run)  # PSNR, MS-SSIM, the other selected metrics, PRFNet score
+    bd = axes_mod.bd_rates(
+        images, anchor, n_boot=options.n_boot, alpha=options.alpha, seed=options.seed, axes=axes
+    )
     axis_docs = []
-    for axis in axes_mod.AXES:
+    for axis in axes:
         if axis.column in bd:
             axis_docs.append(
                 {
@@ -201,9 +204,7 @@ def build(
     figures = []
     if options.figures:
         figures.append(plots.leaderboard_intervals(boards, options.alpha))
-        figures += [
-            plots.rate_quality(images, axis, anchor) for axis in axes_mod.AXES if axis.column in images
-        ]
+        figures += [plots.rate_quality(images, axis, anchor) for axis in axes if axis.column in images]
         figures = [f for f in figures if f is not None]
 
     top = dis_mod.find(labelled_images, labelled_pairs, options.top_disagreements)

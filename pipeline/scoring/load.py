@@ -44,7 +44,7 @@ class MeasuredImage:
     width: int
     height: int
     bpp: float | None
-    metrics: dict[str, float | None]  # psnr, psnr_y, ms_ssim (the registered metrics)
+    metrics: dict[str, float | None]  # the selected metrics by name (default psnr, psnr_y, ms_ssim)
     extras: dict = field(default_factory=dict)
     conversions: str = ""  # what decoding did to this image ("; "-separated, empty when nothing)
     ref_conversions: str = ""  # what decoding did to its reference
@@ -167,11 +167,13 @@ def load_group(
     allow_roots: list[str] | None = None,
     pairs: str = "all",
     match_tolerance: float = pairing.DEFAULT_MATCH_TOLERANCE,
+    metric_names: tuple[str, ...] | list[str] | None = None,
 ) -> LoadedGroup:
     """Read the reference and its distorted images, check them, measure them, cut patches, choose the pairs.
 
     ``pairs``/``match_tolerance`` choose the pairs (see :mod:`pipeline.scoring.pairing`) unless the group names
-    its own (``group.pairs``).
+    its own (``group.pairs``). ``metric_names`` names the full-reference metrics to measure (default:
+    :data:`pipeline.image.metrics.DEFAULT_METRICS`).
     """
     start = time.perf_counter()
     group = ReferenceGroup.of(group)
@@ -227,7 +229,7 @@ def load_group(
             out.errors.append(error(d, *refusal))
             continue
         try:
-            measured = metrics.compute_all(stats, img)
+            measured = metrics.compute_all(stats, img, metric_names)
         except Exception as e:  # a failure while measuring this image loses this image only
             out.errors.append(
                 error(d, "internal", f"cannot measure {storage.display(d.dist_uri)}: {one_line(e)}")

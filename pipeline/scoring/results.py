@@ -24,6 +24,7 @@ from pipeline.scoring.load import LoadedGroup, MeasuredImage
 
 TABLES = {"images": schemas.IMAGES, "pairs": schemas.PAIRS, "errors": schemas.ERRORS}
 CODEC_KEYS = ("codec", "codec_version")
+DECLARED_METRICS = ("psnr", "psnr_y", "ms_ssim")  # metric columns of every images table (schemas.IMAGES)
 
 
 @dataclass
@@ -109,19 +110,19 @@ def group_tables(
             "width": d.width,
             "height": d.height,
             "bpp": d.bpp,
-            "psnr": d.metrics.get("psnr"),
-            "psnr_y": d.metrics.get("psnr_y"),
-            "ms_ssim": d.metrics.get("ms_ssim"),
+            **{name: d.metrics.get(name) for name in DECLARED_METRICS},
             "prf_score": scores.get(d.dist_id) if counts.get(d.dist_id) else None,
             "prf_win_rate": win_rates.get(d.dist_id) if counts.get(d.dist_id) else None,
             "n_pairs": counts.get(d.dist_id, 0),
             "conversions": d.conversions or "",
             "ref_conversions": d.ref_conversions or "",
         }
+        row.update({k: v for k, v in d.metrics.items() if k not in row})  # the selected metrics beyond those
         row.update({k: v for k, v in (d.extras or {}).items() if k not in row})
         image_rows.append(row)
     error_rows = [e.to_dict(run_id) for e in scored.errors]
-    images_t = schemas.conform(image_rows, schemas.IMAGES)
+    metric_names = list(dict.fromkeys(name for d in dists for name in d.metrics))
+    images_t = schemas.conform(image_rows, schemas.images_schema(metric_names))
     pairs_t = schemas.conform(pair_rows, schemas.PAIRS)
     if codec_table is not None and len(codec_table):
         images_t = join_codecs(images_t, codec_table)
@@ -142,8 +143,13 @@ def join_codecs(table: pa.Table, codecs: pd.DataFrame, prefixes: tuple[str, ...]
             if name in df.columns:
                 name = f"{prefix}codec_{col}"
             df[name] = [lookup.get(k, {}).get(col) for k in keys]
-    out = pa.Table.from_pandas(df, preserve_index=False)
-    return schemas.conform(out, _declared(table))
+    out = schemas.conform(pa.Table.from_pandas(df, preserve_index=False), _declared(table))
+    # a column of nulls (e.g. a metric null on every image) keeps its type through pandas
+    for f in table.schema:
+        i = out.schema.get_field_index(f.name)
+        if i >= 0 and pa.types.is_null(out.schema.field(i).type) and not pa.types.is_null(f.type):
+            out = out.set_column(i, f, pa.nulls(out.num_rows, f.type))
+    return out
 
 
 def _declared(table: pa.Table) -> pa.Schema:

@@ -60,12 +60,13 @@ def loaded_row(loaded: LoadedGroup) -> dict:
 
 
 def load_stage(row: dict, *, patch: int, min_size: int, max_pixels, allow_roots, pairs: str = "all",
-               match_tolerance: float = pairing.DEFAULT_MATCH_TOLERANCE) -> dict:  # fmt: skip
+               match_tolerance: float = pairing.DEFAULT_MATCH_TOLERANCE,
+               metric_names: tuple[str, ...] | None = None) -> dict:  # fmt: skip
     """Ray ``map`` adapter of :func:`pipeline.scoring.load.load_group`: one input row in, one group row out."""
     group = _group_of(row)
     try:
         loaded = load_group(group, patch=patch, min_size=min_size, max_pixels=max_pixels, allow_roots=allow_roots,
-                            pairs=pairs, match_tolerance=match_tolerance)  # fmt: skip
+                            pairs=pairs, match_tolerance=match_tolerance, metric_names=metric_names)  # fmt: skip
     except Exception as e:  # the last resort (rows are isolated inside load_group): this group only, recorded
         loaded = LoadedGroup(ref_id=group.ref_id, ref_uri=storage.display(group.ref_uri), key=group.key, dists=[],
                              patches=no_patches(patch))  # fmt: skip

@@ -80,10 +80,10 @@ def test_a_bad_row_among_good_rows_loses_only_itself(corpus, make_group, tmp_pat
 def test_an_unexpected_failure_while_measuring_is_that_rows_error(corpus, make_group, monkeypatch):
     real = metrics.compute_all
 
-    def flaky(stats, img):
+    def flaky(stats, img, names=None):
         if img[0, 0, 0] == seen[0]:
             raise RuntimeError("boom\nsecond line")
-        return real(stats, img)
+        return real(stats, img, names)
 
     seen = [np.asarray(Image.open(corpus["d1"]))[0, 0, 0]]
     monkeypatch.setattr(metrics, "compute_all", flaky)
