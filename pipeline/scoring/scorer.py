@@ -6,10 +6,18 @@ it; the pairs are chosen before (:mod:`pipeline.scoring.load`), so scoring is en
 
 Per group, with K patches per image on a shared grid:
 
-1. the reference and every distorted image are encoded patch by patch, in batches of ``batch_size`` patches;
-2. each pair (A, B) is compared patch by patch (O, A, B share patch ``k``), from the cached features;
+1. the reference and every distorted image are encoded patch by patch, in batches of ``batch_size`` patches, and
+   each batch's feature maps are projected at once by the model's cross subtraction projections
+   (``model.project``); only the projections are kept (for ``prfnet`` at 256 px about 1 MiB a patch instead
+   of the backbone's 7.5 MiB), so no projection is recomputed per pair;
+2. each pair (A, B) is compared patch by patch (O, A, B share patch ``k``) from the cached projections
+   (``model.compare_projected``);
 3. the pair logit is the mean of its K patch logits (so ``p_a = sigmoid(mean logit)``; the model is antisymmetric,
    so the mean is too: swapping A and B negates the logit exactly).
+
+Batch size: given, or 16 on the CPU; on CUDA it is chosen from free device memory (:func:`batch_size_for_memory`:
+a measured per-patch footprint of one probe batch, a safety factor that leaves room for the group's cache and
+other replicas on the same GPU). Patches go to a CUDA device from pinned memory, non-blocking.
 """
 
 from __future__ import annotations
@@ -24,7 +32,25 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-DEFAULT_BATCH = {"cpu": 16, "cuda": 128}
+DEFAULT_BATCH = {"cpu": 16, "cuda": 128}  # cuda: only when free memory cannot be measured
+MEMORY_SAFETY = 0.5  # share of the free device memory one encode batch may take
+MAX_AUTO_BATCH = 1024
+PROBE_BATCH = 4
+
+
+def batch_size_for_memory(
+    free_bytes: int, per_patch_bytes: int, *, safety: float = MEMORY_SAFETY, maximum: int = MAX_AUTO_BATCH
+) -> int:
+    """The patches per encode batch that fit ``safety`` of ``free_bytes`` at ``per_patch_bytes`` each.
+
+    A multiple of 8 from 8 up (tensor-core friendly), at least 1, at most ``maximum``.
+    """
+    if per_patch_bytes <= 0:
+        return maximum
+    n = int(free_bytes * safety // per_patch_bytes)
+    if n >= 8:
+        n -= n % 8
+    return max(1, min(maximum, n))
 
 
 def untrained_sha256(model) -> str:
@@ -91,7 +117,12 @@ class PairScorer:
         self.patch_size = int(self.meta["patch_size"])
         self.min_size = int(self.meta.get("min_size", 32))
         self.precision = precision
-        self.batch_size = int(batch_size or DEFAULT_BATCH.get(self.device.type, 16))
+        if batch_size:
+            self.batch_size = int(batch_size)
+        elif self.device.type == "cuda":
+            self.batch_size = self.fit_batch_size()
+        else:
+            self.batch_size = DEFAULT_BATCH.get(self.device.type, 16)
 
     @classmethod
     def load(
@@ -123,16 +154,64 @@ class PairScorer:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def encode(self, patches: np.ndarray) -> list:
-        """(M, 3, h, w) uint8 patches -> the model's feature maps for all of them, computed in batches."""
+    # --- batch size from device memory -----------------------------------------------------------------------
+
+    def patch_bytes(self, probe: int = PROBE_BATCH) -> int:
+        """Peak CUDA memory per patch of one probe batch through encode and projection (at ``patch_size``)."""
+        import torch
+
+        dev = self.device
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+        with torch.inference_mode(), self._autocast():
+            x = torch.rand(probe, 3, self.patch_size, self.patch_size, device=dev)
+            out = self.model.encode_projected(x)
+        torch.cuda.synchronize(dev)
+        peak = torch.cuda.max_memory_allocated(dev) - base
+        del x, out
+        return -(-peak // probe)
+
+    def free_bytes(self) -> int:
+        """Device memory this process can still allocate: free on the device plus what its allocator holds."""
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(self.device)
+        return int(free + torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device))
+
+    def fit_batch_size(self) -> int:
+        """The encode batch size for this CUDA device's free memory (:func:`batch_size_for_memory`)."""
+        try:
+            per_patch = self.patch_bytes()
+            free = self.free_bytes()
+        except RuntimeError as e:  # e.g. memory statistics unavailable
+            log.warning("cannot measure CUDA memory (%s); batch size %d", e, DEFAULT_BATCH["cuda"])
+            return DEFAULT_BATCH["cuda"]
+        n = batch_size_for_memory(free, per_patch)
+        log.info("batch size %d: %.0f MiB free, %.1f MiB per patch", n, free / 2**20, per_patch / 2**20)
+        return n
+
+    # --- scoring ---------------------------------------------------------------------------------------------
+
+    def _to_device(self, array: np.ndarray):
+        t = _tensor(array)
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
+
+    def project(self, patches: np.ndarray) -> list:
+        """(M, 3, h, w) uint8 patches -> their projected features (``model.project``), computed in batches.
+
+        One tensor per scale, (M, C_s, h_s, w_s): what pairs are compared from (``model.compare_projected``).
+        """
         import torch
 
         feats: list[list] = []
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(patches), self.batch_size):
-                x = _tensor(patches[start : start + self.batch_size]).to(self.device)
+                x = self._to_device(patches[start : start + self.batch_size])
                 x = x.float().div_(255.0)  # a new tensor: the patches themselves are never written
-                feats.append(self.model.encode(x))
+                feats.append(self.model.encode_projected(x))
         return [torch.cat([f[s] for f in feats]) for s in range(len(feats[0]))]
 
     def score(self, patches: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
@@ -146,7 +225,7 @@ class PairScorer:
         if not pairs:
             return np.zeros(0, dtype=np.float64)
         n_img, k = patches.shape[:2]
-        feats = self.encode(patches.reshape(n_img * k, *patches.shape[2:]))
+        feats = self.project(patches.reshape(n_img * k, *patches.shape[2:]))
         pair_idx = (
             torch.as_tensor(pairs, dtype=torch.long, device=self.device) + 1
         )  # image index; 0 is reference
@@ -159,7 +238,7 @@ class PairScorer:
                 io = patch_idx.repeat(len(chunk))
                 ia = (chunk[:, 0:1] * k + patch_idx).reshape(-1)
                 ib = (chunk[:, 1:2] * k + patch_idx).reshape(-1)
-                out = self.model.compare(
+                out = self.model.compare_projected(
                     [f[io] for f in feats], [f[ia] for f in feats], [f[ib] for f in feats]
                 )
                 logits.append(out.float().reshape(len(chunk), k).mean(dim=1))

@@ -1,13 +1,16 @@
-"""PairScorer.score against a naive per-pair loop over the model, with K patches above and below the batch size."""
+"""PairScorer: score against a naive per-pair loop over the model (K patches above and below the batch size), the
+projected cache, and the batch size chosen from free device memory."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
 import torch
 
 from model import create_model
-from pipeline.scoring.scorer import PairScorer
+from pipeline.scoring.scorer import DEFAULT_BATCH, MAX_AUTO_BATCH, PairScorer, batch_size_for_memory
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +60,63 @@ def test_read_only_patches_are_scored_without_a_copy_or_a_warning(tiny, recwarn)
 
 def test_no_pairs_is_no_work(tiny):
     assert PairScorer(tiny).score(group_patches(1, 2), []).shape == (0,)
+
+
+def test_the_cache_holds_projections_not_backbone_maps(tiny):
+    patches = group_patches(2, 3, seed=5)
+    cache = PairScorer(tiny, batch_size=4).project(patches.reshape(9, 3, 32, 32))
+    assert [f.shape[1] for f in cache] == tiny.meta["config"]["head_channels"]
+    assert [len(f) for f in cache] == [9] * 4
+
+
+# --- batch size from free device memory (arithmetic with fake figures; no GPU needed) --------------------------
+
+MiB = 2**20
+
+
+@pytest.mark.parametrize(
+    ("free", "per_patch", "expected"),
+    [
+        (16_000 * MiB, 20 * MiB, 400),  # 8000 MiB usable / 20 MiB
+        (16_000 * MiB, 30 * MiB, 264),  # 266 rounded down to a multiple of 8
+        (100 * MiB, 20 * MiB, 2),  # below 8: not rounded
+        (10 * MiB, 20 * MiB, 1),  # never 0
+        (80_000 * MiB, 1 * MiB, MAX_AUTO_BATCH),  # capped
+        (1 * MiB, 0, MAX_AUTO_BATCH),  # nothing measured
+    ],
+)
+def test_batch_size_for_memory(free, per_patch, expected):
+    assert batch_size_for_memory(free, per_patch) == expected
+
+
+def test_batch_size_for_memory_safety_factor():
+    assert batch_size_for_memory(1000 * MiB, 10 * MiB, safety=1.0) == 96  # 100 -> 96
+    assert batch_size_for_memory(1000 * MiB, 10 * MiB, safety=0.25) == 24
+    assert batch_size_for_memory(1000 * MiB, 10 * MiB, safety=0.5, maximum=32) == 32
+
+
+def test_cuda_batch_size_comes_from_free_memory(tiny, monkeypatch):
+    """A CUDA scorer without a batch size measures one probe batch and sizes batches from free memory."""
+    monkeypatch.setattr(PairScorer, "patch_bytes", lambda self, probe=4: 12 * MiB)
+    monkeypatch.setattr(PairScorer, "free_bytes", lambda self: 6_000 * MiB)
+    assert PairScorer(tiny, device="cuda").batch_size == 248  # 3000 / 12 = 250 -> 248
+    assert PairScorer(tiny, device="cuda", batch_size=7).batch_size == 7
+    assert PairScorer(tiny).batch_size == DEFAULT_BATCH["cpu"] == 16
+
+
+def test_cuda_batch_size_falls_back_when_memory_cannot_be_measured(tiny, monkeypatch):
+    def fail(self, probe=4):
+        raise RuntimeError("no memory statistics")
+
+    monkeypatch.setattr(PairScorer, "patch_bytes", fail)
+    assert PairScorer(tiny, device="cuda").batch_size == DEFAULT_BATCH["cuda"]
+
+
+@pytest.mark.gpu
+def test_on_cuda_scores_equal_the_cpu_and_the_batch_fits(tiny):
+    cuda = PairScorer(copy.deepcopy(tiny).to("cuda"))  # pinned, non-blocking copies to the device
+    assert 1 <= cuda.batch_size <= MAX_AUTO_BATCH
+    assert 0 < cuda.patch_bytes() < cuda.free_bytes()
+    patches = group_patches(3, 4, seed=6)
+    got = cuda.score(patches, [(0, 1), (2, 1)])
+    np.testing.assert_allclose(got, naive(tiny, patches, [(0, 1), (2, 1)]), atol=1e-4, rtol=0)
