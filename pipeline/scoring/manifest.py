@@ -2,10 +2,11 @@
 
 Validation happens up front, on the driver, before any work is scheduled:
 
-- a missing required column, an empty file, unreadable text or a duplicate ``dist_id`` make the whole manifest
-  unusable (:class:`ManifestError`, naming the rows);
-- a row that is only locally wrong (an empty URI, a ``bytes`` value that is not a number) becomes an error row for
-  the errors table, and every other row goes on.
+- a missing required column, a column named twice, an empty file, unreadable text or a duplicate ``dist_id`` make
+  the whole manifest unusable (:class:`ManifestError`, naming the rows or columns);
+- a row that is only locally wrong (an empty URI, a ``bytes`` value that is not a non-negative integer within
+  int64, a text value that is not UTF-8 in a binary Parquet column) becomes an error row for the errors table, and
+  every other row goes on. What a row's URI holds is checked later, per row, by the load stage.
 
 Relative URIs resolve against the manifest's own folder.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -48,13 +50,28 @@ class Manifest:
         return [c for c in self.rows.columns if c not in MANIFEST_COLUMNS]
 
 
+def _check_names(uri: str, names: list[str]) -> None:
+    """A column named twice is ambiguous (which one is the URI?): the manifest is refused, naming it."""
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ManifestError(
+            f"{storage.display(uri)}: column(s) named more than once: {', '.join(map(repr, twice))[:500]}; "
+            "each column must appear once"
+        )
+
+
 def _read_table(uri: str, data: bytes) -> pa.Table:
     lower = uri.lower()
     if lower.endswith((".parquet", ".pq")):
         try:
+            names = pq.ParquetFile(io.BytesIO(data)).schema_arrow.names
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ManifestError(f"{storage.display(uri)}: not a readable Parquet file ({_line(e)})") from None
+        _check_names(uri, names)
+        try:
             return pq.read_table(io.BytesIO(data))
         except (pa.ArrowInvalid, OSError) as e:
-            raise ManifestError(f"{storage.display(uri)}: not a readable Parquet file ({e})") from None
+            raise ManifestError(f"{storage.display(uri)}: not a readable Parquet file ({_line(e)})") from None
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -63,7 +80,7 @@ def _read_table(uri: str, data: bytes) -> pa.Table:
             "save the CSV as UTF-8"
         ) from None
     try:
-        return pacsv.read_csv(
+        table = pacsv.read_csv(
             io.BytesIO(data),
             read_options=pacsv.ReadOptions(autogenerate_column_names=False),
             parse_options=pacsv.ParseOptions(newlines_in_values=False),
@@ -73,7 +90,50 @@ def _read_table(uri: str, data: bytes) -> pa.Table:
             ),
         )
     except pa.ArrowInvalid as e:
-        raise ManifestError(f"{storage.display(uri)}: not a well-formed CSV ({e})") from None
+        raise ManifestError(f"{storage.display(uri)}: not a well-formed CSV ({_line(e)})") from None
+    _check_names(uri, table.column_names)
+    return table
+
+
+def _line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:500]
+
+
+INT64_MAX = 2**63 - 1
+
+
+def _text(v):
+    """A manifest cell as text: None for a missing value, a :class:`_NotText` for bytes that are not UTF-8."""
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return None
+    if isinstance(v, bytes | bytearray):
+        try:
+            return bytes(v).decode("utf-8")
+        except UnicodeDecodeError:
+            return _NOT_TEXT
+    return str(v)
+
+
+class _NotText:
+    """Stands for a binary value that is not UTF-8 text (it is refused, never echoed)."""
+
+
+_NOT_TEXT = _NotText()
+
+
+def _number(v):
+    """A ``bytes`` cell as something :func:`pandas.to_numeric` may read: text and numbers as they are, other values
+    (a list, a mapping, raw bytes) as NaN, which is then refused."""
+    if isinstance(v, bool):
+        return float("nan")
+    return v if isinstance(v, str | int | float) or v is None else float("nan")
+
+
+def _shown(v) -> str:
+    """A ``bytes`` cell for a message: a short repr of a plain value."""
+    if isinstance(v, np.generic) and np.ndim(v) == 0:
+        v = v.item()
+    return repr(v)[:60] if isinstance(v, str | int | float) or v is None else f"<a {type(v).__name__}>"
 
 
 def _missing(v) -> bool:
@@ -133,20 +193,33 @@ def read_manifest(uri: str) -> Manifest:
             continue
         if col not in df.columns:
             df[col] = None
-        df[col] = df[col].map(
-            lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
-        )
+        df[col] = df[col].map(_text)
         df[col] = df[col].map(lambda v: v.strip() if isinstance(v, str) else v)
     errors: list[dict] = []
     bad = pd.Series(False, index=df.index)
+    for col in MANIFEST_COLUMNS:
+        if col == "bytes":
+            continue
+        binary = df[col].map(lambda v: isinstance(v, _NotText)).astype(bool)
+        if binary.any():
+            errors += _row_errors(df.assign(**{col: None}), binary & ~bad, "bad_value",
+                                  lambda _i, col=col: f"{col} is not UTF-8 text")  # fmt: skip
+            bad |= binary
+            df[col] = df[col].map(lambda v: None if isinstance(v, _NotText) else v)
     if "bytes" in df.columns:
-        as_num = pd.to_numeric(df["bytes"], errors="coerce")
-        wrong = df["bytes"].notna() & (as_num.isna() | (as_num < 0) | (as_num != as_num.round()))
-        errors += _row_errors(
-            df, wrong, "bad_value", lambda i: f"bytes={df.at[i, 'bytes']!r} is not a non-negative integer"
+        as_num = pd.to_numeric(df["bytes"].map(_number), errors="coerce")
+        finite = as_num.map(lambda v: v == v and abs(v) != float("inf"))
+        wrong = df["bytes"].notna() & (
+            as_num.isna() | ~finite | (as_num < 0) | (as_num > INT64_MAX) | (as_num != as_num.round())
         )
+        errors += _row_errors(
+            df, wrong & ~bad, "bad_value",
+            lambda i: f"bytes={_shown(df.at[i, 'bytes'])} is not a non-negative integer (at most {INT64_MAX})",
+        )  # fmt: skip
         bad |= wrong
-        df["bytes"] = as_num.where(~wrong).astype("Int64")
+        df["bytes"] = pd.array(
+            [None if w or v != v else int(v) for v, w in zip(as_num, wrong, strict=True)], dtype="Int64"
+        )
     else:
         df["bytes"] = pd.array([None] * len(df), dtype="Int64")
     for col in ("ref_id", "dist_id", "ref_uri", "dist_uri", "codec"):
