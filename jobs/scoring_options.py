@@ -41,12 +41,20 @@ def add_scoring_options(p: argparse.ArgumentParser, *, unit: str = "reference gr
         help=f"stop with a clear message when no {unit} finishes for this many seconds (default: 900; "
         "0 waits forever, e.g. for an autoscaler that is slow to bring GPUs)",
     )
+    g.add_argument(
+        "--metrics",
+        default="psnr,psnr_y,ms_ssim",
+        help="full-reference metrics to measure, comma-separated, each an images column, a report axis and a "
+        "query column (default: psnr,psnr_y,ms_ssim; `prfeval metrics` lists them, e.g. ssimulacra2, "
+        "butteraugli, ciede2000)",
+    )
     g.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
 
 
 def scoring_config(args: argparse.Namespace, name: str, argv: list[str] | None, **fields):
     """A :class:`pipeline.scoring.driver.ScoringConfig` from the scoring options plus the command's own ``fields``
     (output, pairs, allowed roots...)."""
+    from pipeline.image.metrics import parse_names
     from pipeline.scoring.driver import ScoringConfig
 
     if args.actors < 1:
@@ -67,6 +75,7 @@ def scoring_config(args: argparse.Namespace, name: str, argv: list[str] | None, 
         retry_errors=args.retry_errors,
         stall_timeout=args.stall_timeout or None,
         progress=not args.no_progress,
+        metrics=tuple(parse_names(getattr(args, "metrics", None))),
         command=shlex.join(["prfeval", name, *(argv if argv is not None else sys.argv[2:])]),
         **fields,
     )

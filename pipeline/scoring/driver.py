@@ -115,6 +115,7 @@ class ScoringConfig:
     checkpoint: str | None = None
     pairs: str = "all"
     match_tolerance: float = pairing.DEFAULT_MATCH_TOLERANCE
+    metrics: tuple[str, ...] = ("psnr", "psnr_y", "ms_ssim")  # full-reference metrics (image.metrics.select)
     actors: int = 1
     gpus_per_actor: float = 0.0
     cpus_per_actor: float | None = None
@@ -243,6 +244,7 @@ def score_groups(
             "allow_roots": cfg.allow_roots,
             "pairs": cfg.pairs,
             "match_tolerance": cfg.match_tolerance,
+            "metric_names": tuple(cfg.metrics),
         },
         compute=ray.data.TaskPoolStrategy(size=decode_concurrency(cfg.actors)),
         num_cpus=LOAD_CPUS,
@@ -279,6 +281,20 @@ def score_groups(
         if row["failed"]:
             summary.failed_groups.append(row["key"])
     return summary
+
+
+def _metric_identity(cfg: ScoringConfig) -> dict:
+    """The metrics in the run's fingerprint, when they are not the default ones (so default runs keep their id)."""
+    from pipeline.image.metrics import DEFAULT_METRICS
+
+    return {} if tuple(cfg.metrics) == DEFAULT_METRICS else {"metrics": list(cfg.metrics)}
+
+
+def _metric_record(cfg: ScoringConfig) -> list[dict]:
+    """The selected metrics' metadata for run.json: name, unit, direction, implementation and version."""
+    from pipeline.image.metrics import describe
+
+    return describe(list(cfg.metrics))
 
 
 def _config_record(cfg: ScoringConfig, inputs: dict | None = None) -> dict:
@@ -320,13 +336,20 @@ def run_groups(
     run = Run.open(
         cfg.output,
         kind=kind,
-        identity={**identity, "model": cfg.model, "checkpoint": checkpoint_id, "patch": patch},
+        identity={
+            **identity,
+            "model": cfg.model,
+            "checkpoint": checkpoint_id,
+            "patch": patch,
+            **_metric_identity(cfg),
+        },
         prefix="run" if kind == "evaluate" else kind,
         command=cfg.command,
         fields={
             "config": _config_record(cfg, inputs),
             "model": cfg.model,
             "checkpoint_sha256": checkpoint_id if checkpoint_id != UNTRAINED else None,
+            "metrics": _metric_record(cfg),
             **(run_fields or {}),
         },
         registry=registry,
