@@ -83,6 +83,9 @@ class Codec:
     default_values: ClassVar[tuple[float, ...]] = ()
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
+    # in the sweep's default spec; the slow encoders (MozJPEG, HEIC: 30 to 200 times libjpeg-turbo's cost per
+    # megapixel, docs/benchmarks.md) run only when named
+    in_default_spec: ClassVar[bool] = True
 
     def option(self, name: str) -> Option | None:
         """The option called ``name`` (or one of its aliases), or None."""

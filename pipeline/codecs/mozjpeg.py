@@ -28,6 +28,8 @@ SAMP_FACTORS = {
 class MozjpegCodec(Codec):
     """JPEG by MozJPEG 4.0.3 through jpeglib, at MozJPEG's defaults."""
 
+    in_default_spec = False
+
     aliases = ("moz",)
     library = "mozjpeg"
     binding = "jpeglib"

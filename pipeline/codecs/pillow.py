@@ -157,6 +157,7 @@ class HeicCodec(PillowCodec):
     knob_aliases = ("quality",)
     knob_min, knob_max = 0, 100
     extension = "heic"
+    in_default_spec = False
     default_values = (30, 50, 70, 90)
     description = "libheif quality (x265 HEVC encoder, default preset), 4:2:0 unless chosen"
     pillow_format = "HEIF"

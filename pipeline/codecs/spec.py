@@ -239,7 +239,9 @@ def parse_spec(spec: str | Mapping[str, Any]) -> list[Setting]:
 
 
 def default_spec() -> str:
-    """Every registered codec at its default settings, as an inline spec."""
+    """Every registered codec of the default set at its default settings, as an inline spec."""
     return " ".join(
-        f"{c.name}:{c.knob}={','.join(fmt(v) for v in c.default_values)}" for c in REGISTRY.values()
+        f"{c.name}:{c.knob}={','.join(fmt(v) for v in c.default_values)}"
+        for c in REGISTRY.values()
+        if c.in_default_spec
     )
