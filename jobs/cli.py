@@ -17,6 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("jobs.metrics", "list the full-reference metrics --metrics can select, with their metadata"),
     "train": ("jobs.train", "train PRFNet on 2AFC triplets (Ray Train)"),
     "clic": ("jobs.clic", "CLIC perceptual-track mode: triplet CSV in, 0/1 CSV out, accuracy vs an oracle"),
+    "agreement": (
+        "jobs.agreement",
+        "how often each judge (PRFNet, metrics, file size) agrees with people's answers",
+    ),
 }
 
 USAGE = "usage: prfeval COMMAND [options]   (prfeval COMMAND --help for a command's options)"

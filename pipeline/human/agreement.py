@@ -34,6 +34,7 @@ Decisions, stated once:
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -308,7 +309,9 @@ def _correlations(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 3:
         return np.nan, np.nan
-    return float(sps.spearmanr(x[ok], y[ok]).statistic), float(sps.kendalltau(x[ok], y[ok]).statistic)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sps.ConstantInputWarning)  # a constant axis: NaN, no correlation
+        return float(sps.spearmanr(x[ok], y[ok]).statistic), float(sps.kendalltau(x[ok], y[ok]).statistic)
 
 
 def rank_correlation(
