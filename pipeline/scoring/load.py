@@ -115,6 +115,8 @@ def _read(uri: str, allow_roots: list[str] | None, max_pixels: int | None) -> de
     """The decoded image at ``uri`` with its conversions; any failure to reach or read it is an
     :class:`decoding.ImageError`."""
     try:
+        if allow_roots is not None:
+            storage.real(uri)  # a path that cannot name a file (a NUL byte) is unreadable, not outside
         location = storage.confine(uri, allow_roots)
     except storage.OutsideRoots:
         raise decoding.ImageError(

@@ -137,7 +137,7 @@ def _shown(v) -> str:
 
 
 def _missing(v) -> bool:
-    return v is None or bool(pd.isna(v))
+    return v is None or (isinstance(v, str) and v == "") or bool(pd.isna(v))
 
 
 def _error(ref_id, dist_id, uri, code: str, message: str) -> dict:
@@ -210,7 +210,11 @@ def read_manifest(uri: str) -> Manifest:
         as_num = pd.to_numeric(df["bytes"].map(_number), errors="coerce")
         finite = as_num.map(lambda v: v == v and abs(v) != float("inf"))
         wrong = df["bytes"].notna() & (
-            as_num.isna() | ~finite | (as_num < 0) | (as_num > INT64_MAX) | (as_num != as_num.round())
+            as_num.isna()
+            | ~finite
+            | (as_num < 0)
+            | (as_num.astype("float64") >= 2.0**63)
+            | (as_num != as_num.round())
         )
         errors += _row_errors(
             df, wrong & ~bad, "bad_value",
