@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -130,3 +131,174 @@ def test_credentials_never_reach_outputs_or_logs(ray_local, s3, s3_manifest, cap
     for marker in (secret, SECRET_IN_URL, key_id):
         assert marker not in blob, f"{marker!r} leaked"
     assert "leaky" in results.read_table(out, "errors")["dist_id"].tolist()
+
+
+FILE_SECRET = "FileContent-Secret-61b9"  # inside files given as images: never in a message
+
+
+def mixed_rows(base: str, ref_rgb: np.ndarray) -> list[dict]:
+    """A fixed mix of bad rows of many kinds, with the expected outcome of each: ``code`` is the error code, or
+    None for a row that is scored (then ``conversions`` is what decoding must record)."""
+    h, w = ref_rgb.shape[:2]
+    ref = Image.fromarray(ref_rgb)
+    alpha = np.full((h, w), 255, np.uint8)
+    alpha[: h // 4] = 0
+    frames = [ref, ref.rotate(1), ref.rotate(2)]
+    anim = io.BytesIO()
+    frames[0].save(anim, format="GIF", save_all=True, append_images=frames[1:])
+    files = {
+        "text.png": f"api_key={FILE_SECRET}\n".encode(),
+        "page.png": f"<!DOCTYPE html><html>{FILE_SECRET}</html>".encode(),
+        "zip.png": b"PK\x03\x04" + FILE_SECRET.encode(),
+        "anim.gif": anim.getvalue(),
+        "alpha.png": save(Image.fromarray(np.dstack([ref_rgb, alpha]), "RGBA"), "PNG"),
+        "palette.png": save(ref.convert("P"), "PNG"),
+        "grey16.png": save(Image.fromarray(np.asarray(ref.convert("L")).astype(np.uint16) * 257), "PNG"),
+        "ok.png": save(ref, "PNG"),
+    }
+    for name, data in files.items():
+        storage.write_bytes(storage.join(base, "mixed", name), data)
+    os.makedirs(storage.join(base, "mixed", "folder"), exist_ok=True)
+    for link, target in (("out.png", "/etc/hostname"), ("in.png", storage.join(base, "mixed", "ok.png"))):
+        path = storage.join(base, "mixed", link)
+        if not os.path.lexists(path):
+            os.symlink(target, path)
+    rows = [
+        # URIs
+        ("nul-uri", "mixed/o\x00k.png", "unreadable", {}),
+        ("control-uri", "mixed/\x1b[2J\x07.png", "missing", {}),
+        ("blank-uri", "   ", "missing_value", {}),
+        ("huge-uri", "mixed/" + "x" * 4000 + ".png", "read", {}),
+        ("folder", "mixed/folder", "read", {}),
+        ("link-out", "mixed/out.png", "outside_roots", {}),
+        ("climb-abs", storage.join(base, "mixed", "..", "..", "..", "etc", "hostname"), "outside_roots", {}),
+        ("file-climb", "file://" + storage.join(base, "..", "x.png"), "outside_roots", {}),
+        # files
+        ("text", "mixed/text.png", "not_an_image", {}),
+        ("page", "mixed/page.png", "not_an_image", {}),
+        ("zip", "mixed/zip.png", "not_an_image", {}),
+        ("animated", "mixed/anim.gif", "animated", {}),
+        ("alpha", "mixed/alpha.png", "alpha_mismatch", {}),
+        # manifest values
+        ("bytes-letters", "mixed/ok.png", "bad_value", {"bytes": "many"}),
+        ("bytes-inf", "mixed/ok.png", "bad_value", {"bytes": "inf"}),
+        ("bytes-huge", "mixed/ok.png", "bad_value", {"bytes": "1e30"}),
+        ("bytes-negative", "mixed/ok.png", "bad_value", {"bytes": "-5"}),
+        ("no-codec", "mixed/ok.png", "missing_value", {"codec": " "}),
+        # scored, with what decoding did recorded
+        ("link-in", "mixed/in.png", None, {"conversions": ""}),
+        ("palette", "mixed/palette.png", None, {"conversions": "palette->RGB"}),
+        ("grey16", "mixed/grey16.png", None, {"conversions": "greyscale->RGB; 16->8 bits"}),
+        ("weird\x01id\u202e", "mixed/ok.png", None, {"conversions": ""}),
+    ]
+    return [{"dist_id": d, "dist_uri": u, "code": c, **x} for d, u, c, x in rows]
+
+
+def test_a_mixed_manifest_end_to_end(ray_local, tmp_path, local_manifest, capsys):
+    """A few dozen bad rows of every kind among good ones: exit 1, every good row in images once, every bad one in
+    errors once with its code, nothing of a secret or of a file's content in any message."""
+    from pipeline.report import ReportOptions, make_report
+
+    manifest_uri, df = local_manifest
+    base = storage.parent(manifest_uri)
+    first = df.iloc[0]
+    ref_rgb = np.asarray(Image.open(storage.join(base, first.ref_uri)).convert("RGB"))
+    legacy = bad_rows(base, ref_rgb)
+    mixed = mixed_rows(base, ref_rgb)
+    extra = [{**first.to_dict(), "dist_id": d, "dist_uri": u, "codec": "bad"} for d, u, _ in legacy] + [
+        {
+            **first.to_dict(),
+            "codec": "odd",
+            **{k: v for k, v in r.items() if k not in ("code", "conversions")},
+        }
+        for r in mixed
+    ]
+    # a reference that cannot be used loses its group only; a second spelling of a ref_id is refused
+    extra += [
+        {**first.to_dict(), "ref_id": "ref-page", "ref_uri": "mixed/page.png", "dist_id": "of-page-1"},
+        {**first.to_dict(), "ref_id": "ref-page", "ref_uri": "mixed/page.png", "dist_id": "of-page-2"},
+        {**first.to_dict(), "ref_id": "ref-out", "ref_uri": "mixed/out.png", "dist_id": "of-out"},
+        {**first.to_dict(), "ref_id": "twice", "ref_uri": "mixed/ok.png", "dist_id": "twice-1"},
+        {**first.to_dict(), "ref_id": "twice", "ref_uri": "mixed/in.png", "dist_id": "twice-2"},
+        {**first.to_dict(), "dist_id": "", "dist_uri": "mixed/ok.png"},
+    ]
+    group_codes = {"of-page-1": "reference_not_an_image", "of-page-2": "reference_not_an_image",
+                   "of-out": "outside_roots", "twice-1": "conflicting_ref", "twice-2": "conflicting_ref"}  # fmt: skip
+    uri = storage.join(base, "mixed.csv")
+    storage.write_text(uri, pd.concat([df, pd.DataFrame(extra)]).to_csv(index=False))
+    out = str(tmp_path / "out")
+    assert evaluate.main(["--manifest", uri, "--output", out, "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    errors = results.read_table(out, "errors")
+    images = results.read_table(out, "images")
+    expected_bad = {d: c for d, _, c in legacy if c} | {r["dist_id"]: r["code"] for r in mixed if r["code"]}
+    expected_bad |= group_codes
+    expected_good = set(df.dist_id) | {d for d, _, c in legacy if c is None}
+    expected_good |= {r["dist_id"] for r in mixed if r["code"] is None}
+    assert len(df) + len(extra) >= 40
+    # every good row exactly once, every bad row exactly once with its code, the id-less row once
+    assert sorted(images["dist_id"]) == sorted(expected_good)
+    named = errors[errors["dist_id"].notna()]
+    assert sorted(named["dist_id"]) == sorted(expected_bad)
+    assert dict(zip(named["dist_id"], named["error"], strict=True)) == expected_bad
+    assert (errors["dist_id"].isna() & (errors["error"] == "missing_value")).sum() == 1
+    assert len(errors) == len(expected_bad) + 1
+    # what decoding did is recorded per image, empty for plain RGB images
+    conv = dict(zip(images["dist_id"], images["conversions"], strict=True))
+    assert all(conv[d] == "" for d in df.dist_id) and set(images["ref_conversions"]) == {""}
+    for r in mixed:
+        if r["code"] is None:
+            assert conv[r["dist_id"]] == r["conversions"], r["dist_id"]
+    assert conv["grey"] == "greyscale->RGB" and conv["cmyk"] == "CMYK->RGB"
+    assert conv["rgba"] == "opaque alpha channel dropped"
+    # no secret and nothing of a file's content anywhere a user reads
+    hostname = Path("/etc/hostname").read_text().strip() if os.path.exists("/etc/hostname") else ""
+    blob = errors.to_csv() + captured.out + captured.err
+    assert FILE_SECRET not in blob and SECRET_IN_URL not in blob
+    assert len(hostname) < 6 or hostname not in errors["message"].str.cat(sep="\n")
+    for message in errors["message"]:
+        assert message and "\n" not in message and "\x00" not in message
+    warnings = make_report(out, ReportOptions(figures=False, n_boot=20)).document["warnings"]
+    assert any(w.startswith("6 image(s) were converted before scoring") and "greyscale->RGB (3)" in w
+               for w in warnings), warnings  # fmt: skip
+
+
+def test_bad_objects_on_s3_are_each_their_rows_error(ray_local, s3, s3_manifest, capsys):
+    """The kinds that apply to an object store: a missing key, an object that is not an image, an image of the
+    wrong size, and ``..`` climbing out of the allowed prefix to an object that exists."""
+    _manifest_uri, df = s3_manifest
+    first = df.iloc[0]
+    ref = np.asarray(Image.open(io.BytesIO(s3.fs.cat(f"{s3.bucket}/in/{first.ref_uri}"))).convert("RGB"))
+    h, w = ref.shape[:2]
+    s3.fs.pipe(f"{s3.bucket}/in/bad/page.png", f"<html>{FILE_SECRET}</html>".encode())
+    s3.fs.pipe(f"{s3.bucket}/in/bad/small.png", save(Image.fromarray(ref[: h // 2, : w // 2]), "PNG"))
+    s3.fs.pipe(
+        f"{s3.bucket}/private/ref-copy.png", save(Image.fromarray(ref), "PNG")
+    )  # a good image, not allowed
+    s3.fs.pipe(f"{s3.bucket}/in/bad/empty.png", b"")
+    rows = {
+        "s3-missing": ("bad/nothere.png", "missing"),
+        "s3-page": ("bad/page.png", "not_an_image"),
+        "s3-small": ("bad/small.png", "size_mismatch"),
+        "s3-empty": ("bad/empty.png", "empty"),
+        "s3-climb": ("../private/ref-copy.png", "outside_roots"),
+        "s3-climb-abs": (f"s3://{s3.bucket}/in/bad/../../private/ref-copy.png", "outside_roots"),
+        "s3-other-bucket": ("s3://another-bucket-prfeval/x.png", "outside_roots"),
+    }
+    extra = pd.DataFrame(
+        [{**first.to_dict(), "dist_id": d, "dist_uri": u, "codec": "bad"} for d, (u, _) in rows.items()]
+    )
+    uri = s3.uri("in/mixed.csv")
+    storage.write_text(uri, pd.concat([df, extra]).to_csv(index=False))
+    out = s3.uri("results-mixed")
+    assert evaluate.main(["--manifest", uri, "--output", out, "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    errors = results.read_table(out, "errors")
+    images = results.read_table(out, "images")
+    assert sorted(images["dist_id"]) == sorted(df.dist_id)
+    assert dict(zip(errors["dist_id"], errors["error"], strict=True)) == {d: c for d, (_, c) in rows.items()}
+    assert len(errors) == len(rows)
+    blob = errors.to_csv() + captured.out + captured.err
+    assert FILE_SECRET not in blob and os.environ["AWS_SECRET_ACCESS_KEY"] not in blob
+    assert set(images["conversions"]) == {""}
