@@ -22,6 +22,7 @@ registry (:mod:`pipeline.runs.registry`), and ``--baseline last-good`` picks the
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 import time
@@ -91,10 +92,20 @@ def build_parser() -> ArgumentParser:
         help=f"MS-SSIM drop tolerated (default: {th.ms_ssim_margin})",
     )
     p.add_argument(
+        "--metric-margin",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change of a metric tolerated before it is a regression, e.g. butteraugli=0.1 (repeatable; default: "
+        "the metric's own margin, `prfeval metrics` lists them); every metric of --metrics beyond PSNR and "
+        "MS-SSIM is a criterion, judged in its direction (lower is better for Butteraugli, CIEDE2000)",
+    )
+    p.add_argument(
         "--gate",
-        default=",".join(th.gate),
-        help=f"criteria that decide the verdict, comma-separated, from {', '.join(regress.CRITERIA)}; "
-        "the others are reported as warnings (default: all)",
+        default=None,
+        help=f"criteria that decide the verdict, comma-separated, from {', '.join(regress.CRITERIA)} or the "
+        "name of a metric in --metrics (e.g. butteraugli); the others are reported as warnings "
+        f"(default: all: {','.join(th.gate)} and each metric of --metrics beyond PSNR, PSNR-Y and MS-SSIM)",
     )
     p.add_argument(
         "--fail-on-missing",
@@ -237,8 +248,34 @@ def _same_content(a: str, b: str) -> bool:
 # ---------------------------------------------------------------------------------------------- the run
 
 
+def _metric_margins(values: list[str], args) -> tuple[tuple[str, float], ...]:
+    """``--metric-margin NAME=VALUE`` options; PSNR's and MS-SSIM's set ``--psnr-margin``/``--ms-ssim-margin``."""
+    out = {}
+    for text in values:
+        name, sep, value = text.partition("=")
+        name = name.strip()
+        try:
+            margin = float(value) if sep else None
+        except ValueError:
+            margin = None
+        if not name or margin is None:
+            raise UsageError(f"--metric-margin {text!r}: expected NAME=VALUE, e.g. butteraugli=0.1")
+        if name == "psnr":
+            args.psnr_margin = margin
+        elif name == "ms_ssim":
+            args.ms_ssim_margin = margin
+        else:
+            out[name] = margin
+    return tuple(out.items())
+
+
 def _thresholds(args) -> regress.Thresholds:
-    gate = tuple(g.strip() for g in args.gate.split(",") if g.strip())
+    gate = tuple(g.strip() for g in (args.gate or "").split(",") if g.strip())
+    if args.gate is None:
+        gate = (
+            regress.Thresholds().gate
+        )  # and the metric criteria, once the metrics are known (_judged_metrics)
+    margins = _metric_margins(args.metric_margin, args)
     try:
         return regress.Thresholds(
             alpha=args.alpha,
@@ -246,13 +283,31 @@ def _thresholds(args) -> regress.Thresholds:
             rate_margin=args.rate_margin,
             psnr_margin=args.psnr_margin,
             ms_ssim_margin=args.ms_ssim_margin,
+            metric_margins=margins,
             gate=gate,
             fail_on_missing=args.fail_on_missing,
             n_boot=args.bootstrap,
             seed=args.seed,
         )
-    except ValueError as e:
+    except (ValueError, KeyError) as e:  # KeyError: an unknown metric, with "did you mean"
         raise UsageError(str(e)) from None
+
+
+def _judged_metrics(
+    th: regress.Thresholds, selected: tuple[str, ...], default_gate: bool
+) -> tuple[regress.Thresholds, tuple[str, ...]]:
+    """The further metrics judged, and the thresholds gating them too when ``--gate`` was not given; a gated
+    metric that --metrics does not measure is a usage error."""
+    judged = regress.metric_criteria(selected, th.gate)
+    if default_gate:
+        th = dataclasses.replace(th, gate=(*th.gate, *judged))
+    missing = [g for g in th.gate if g not in regress.CRITERIA and g not in judged]
+    if missing:
+        raise UsageError(
+            f"--gate {','.join(missing)}: not measured in this run; add it to --metrics "
+            f"(measured: {','.join(selected)})"
+        )
+    return th, judged
 
 
 def run_regress(args, argv: list[str] | None) -> regress.Report:
@@ -289,6 +344,8 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
         roots = [*base.roots, *cand.roots]
     roots = list(dict.fromkeys([*roots, out]))
     ecfg = scoring_config(args, "regress", argv, output=out, pairs="all", allow_roots=roots)
+    th, judged = _judged_metrics(th, tuple(ecfg.metrics), default_gate=args.gate is None)
+    args.gate = ",".join(th.gate)  # run.json's config records the criteria that decided
     trained = bool(args.checkpoint or default_checkpoint(args.model))
     identity = {
         "baseline": [storage.canonical(base.uri), base.identity],
@@ -315,7 +372,7 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
         raise UsageError(str(e)) from None
     run_id = run.run_id
     images_t, pairs_t = results.read_table(out, "images"), results.read_table(out, "pairs")
-    scored, unscored = regress.triplets(images_t, pairs_t, matching)
+    scored, unscored = regress.triplets(images_t, pairs_t, matching, metrics=judged)
     if scored.empty:
         raise UsageError(
             f"no matched image could be scored; see {storage.display(storage.join(out, 'errors'))}"
@@ -323,7 +380,7 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
     checkpoint_sha = run.record["checkpoint_sha256"]
     if checkpoint_sha is None and len(pairs_t):
         checkpoint_sha = str(pairs_t["checkpoint_sha256"].dropna().iloc[0])
-    notes = _notes(args, trained, base, cand, scored, summary)
+    notes = _notes(args, trained, base, cand, scored, summary, judged)
     context = {
         "run_id": run_id,
         "output": storage.display(out),
@@ -333,7 +390,7 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
         "checkpoint_sha256": checkpoint_sha,
         "trained_model": trained,
     }
-    report = regress.decide(scored, matching, unscored, th, context=context, notes=notes)
+    report = regress.decide(scored, matching, unscored, th, context=context, notes=notes, metrics=judged)
     storage.write_text(storage.join(out, "regress.md"), report.to_markdown())
     storage.write_text(storage.join(out, "regress.json"), regress.to_json(report))
     run.finish(
@@ -351,7 +408,9 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
     return report
 
 
-def _notes(args, trained: bool, base: Side, cand: Side, scored: pd.DataFrame, summary) -> list[str]:
+def _notes(
+    args, trained: bool, base: Side, cand: Side, scored: pd.DataFrame, summary, judged: tuple[str, ...] = ()
+) -> list[str]:
     notes = []
     if not trained:
         notes.append(
@@ -362,6 +421,11 @@ def _notes(args, trained: bool, base: Side, cand: Side, scored: pd.DataFrame, su
         notes.append(
             "MS-SSIM is not available (images too small for 5 scales): the ms_ssim criterion is not used."
         )
+    for m in judged:
+        if scored[f"d_{m}"].isna().all():
+            notes.append(
+                f"{m} has no value on these images (too small for it?): the {m} criterion is not used."
+            )
     if scored["log_rate"].isna().all():
         notes.append("No rates (bytes) in the inputs: the rate and bd_rate criteria are not used.")
     for side in (base, cand):

@@ -7,12 +7,13 @@ output) triplets per reference and, once the groups are scored through the one s
 turns them into statistics per codec and setting with intervals from the cluster bootstrap over references
 (:mod:`pipeline.stats.bootstrap`) and a BD-rate, and judges every row against the criteria and thresholds of
 :mod:`~pipeline.regress.criteria`; :mod:`~pipeline.regress.render` writes the verdict as ``regress.json`` and
-``regress.md``. Each module's docstring specifies its part.
+``regress.md``. Every further metric the regress run measures (``--metrics``) is a criterion too, judged in the
+direction and against the margin of its metadata. Each module's docstring specifies its part.
 """
 
 from __future__ import annotations
 
-from pipeline.regress.criteria import CRITERIA, Criterion, Thresholds
+from pipeline.regress.criteria import CRITERIA, Criterion, Thresholds, criteria_for, metric_criteria
 from pipeline.regress.match import (
     BASELINE,
     CANDIDATE,
@@ -47,9 +48,11 @@ __all__ = [
     "Thresholds",
     "build_groups",
     "cluster_bootstrap",
+    "criteria_for",
     "decide",
     "markdown",
     "match_runs",
+    "metric_criteria",
     "summarize",
     "to_json",
     "triplets",

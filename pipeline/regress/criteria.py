@@ -8,7 +8,13 @@ A row fails a criterion when its interval lies entirely on the wrong side of the
 - ``psnr``: PSNR change upper bound < −``psnr_margin`` dB; ``ms_ssim``: MS-SSIM change upper bound < −``ms_ssim_margin``;
 - ``rate``: bpp change lower bound > ``rate_margin`` while no quality gain is established (no metric's lower
   bound above its margin): more bits for equal quality;
-- ``bd_rate``: BD-rate lower bound > 100 × ``rate_margin`` percent.
+- ``bd_rate``: BD-rate lower bound > 100 × ``rate_margin`` percent;
+- a *metric criterion* named after each further metric of the run (``ssimulacra2``, ``butteraugli``,
+  ``ciede2000``, a plug-in...; see :func:`metric_criteria`): the candidate − baseline change's interval lies
+  entirely on the wrong side of the metric's margin — upper bound < −margin when higher is better, lower bound >
+  +margin when lower is better (Butteraugli, CIEDE2000), the direction from the metric's metadata
+  (:class:`pipeline.image.metrics.MetricInfo`). The margin is the metadata's ``margin`` unless ``metric_margins``
+  overrides it.
 
 A quality drop at an unchanged setting label fails even when the rate fell as well: the setting no longer means
 what it meant, which is what a nightly gate exists to catch; the summary shows the rate change next to it so a
@@ -25,8 +31,13 @@ criteria carry the verdict, and the summary says so.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from pipeline.image import metrics as metrics_mod
+
+# metrics with criteria of their own above (their margins are psnr_margin and ms_ssim_margin)
+CLASSIC_METRICS = ("psnr", "ms_ssim")
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ class Thresholds:
     fail_on_missing: bool = False
     n_boot: int = 2000
     seed: int = 0
+    metric_margins: tuple[tuple[str, float], ...] = ()  # (metric, margin) overriding the metadata's default
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -60,15 +72,39 @@ class Thresholds:
         for name in ("rate_margin", "psnr_margin", "ms_ssim_margin"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        unknown = [g for g in self.gate if g not in CRITERIA]
+        unknown = [g for g in self.gate if g not in CRITERIA and not _is_metric(g)]
         if unknown:
-            raise ValueError(f"unknown criteria {unknown}; choose from {', '.join(CRITERIA)}")
+            raise ValueError(
+                f"unknown criteria {unknown}; choose from {', '.join(CRITERIA)} or a metric's name "
+                "(prfeval metrics lists them)"
+            )
+        for name, value in self.metric_margins:
+            metrics_mod.get_metric(name)  # an unknown name raises with "did you mean"
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"the margin of {name} must be a number >= 0, got {value}")
         if self.n_boot < 1:
             raise ValueError("n_boot must be >= 1")
 
     @property
     def p_threshold(self) -> float:
         return 0.5 - self.margin
+
+    def metric_margin(self, name: str) -> float:
+        """The change of metric ``name`` tolerated: ``metric_margins``' value, else the metric's default."""
+        if name == "psnr":
+            return self.psnr_margin
+        if name == "ms_ssim":
+            return self.ms_ssim_margin
+        overrides = dict(self.metric_margins)
+        return float(overrides[name]) if name in overrides else float(metrics_mod.get_metric(name).margin)
+
+
+def _is_metric(name: str) -> bool:
+    try:
+        metrics_mod.get_metric(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _finite(*values) -> bool:
@@ -105,7 +141,14 @@ def _quality_gain(row: dict, th: Thresholds) -> bool:
         (_finite(row["p_low"]) and row["p_low"] > 0.5 + th.margin)
         or (_finite(row["d_psnr_low"]) and row["d_psnr_low"] > th.psnr_margin)
         or (_finite(row["d_ms_ssim_low"]) and row["d_ms_ssim_low"] > th.ms_ssim_margin)
+        or any(_metric_gain(row, th, m) for m in _row_metrics(row))
     )
+
+
+def _row_metrics(row: dict) -> list[str]:
+    """The metrics with a criterion of their own in a row (its ``d_<name>_low`` columns beyond the classic)."""
+    classic = {f"d_{m}_low" for m in CLASSIC_METRICS}
+    return [k[2:-4] for k in row if k.startswith("d_") and k.endswith("_low") and k not in classic]
 
 
 def _check_rate(row: dict, th: Thresholds) -> str | None:
@@ -121,6 +164,69 @@ def _check_bd_rate(row: dict, th: Thresholds) -> str | None:
     if _finite(lo) and lo > 100 * th.rate_margin:
         return f"BD-rate (PSNR) {_ci(row['bd_rate'], lo, row['bd_rate_high'], '+.1f', '%')}"
     return None
+
+
+def metric_info(name: str) -> metrics_mod.MetricInfo:
+    return metrics_mod.get_metric(name)
+
+
+def _fmt_unit(unit: str) -> str:
+    return f" {unit}" if unit else ""
+
+
+def metric_check(name: str) -> Callable[[dict, Thresholds], str | None]:
+    """The check of the metric criterion ``name`` on a row with ``d_<name>``, ``d_<name>_low``/``_high``."""
+    info = metric_info(name)
+    d = f"d_{name}"
+
+    def check(row: dict, th: Thresholds) -> str | None:
+        margin = th.metric_margin(name)
+        lo, hi = row.get(f"{d}_low"), row.get(f"{d}_high")
+        failed = (_finite(hi) and hi < -margin) if info.higher_is_better else (_finite(lo) and lo > margin)
+        if not failed:
+            return None
+        worse = "lower" if info.higher_is_better else "higher"
+        return f"{info.display} {_ci(row[d], lo, hi, '+.4g')}{_fmt_unit(info.unit)} ({worse} is worse)"
+
+    return check
+
+
+def _metric_gain(row: dict, th: Thresholds, name: str) -> bool:
+    """Whether metric ``name`` establishes higher quality for the candidate (its interval beyond the margin)."""
+    info, margin = metric_info(name), th.metric_margin(name)
+    lo, hi = row.get(f"d_{name}_low"), row.get(f"d_{name}_high")
+    return bool(_finite(lo) and lo > margin) if info.higher_is_better else bool(_finite(hi) and hi < -margin)
+
+
+def metric_criterion(name: str) -> Criterion:
+    """The criterion of a further metric: its change's interval beyond its margin, in its direction."""
+    info = metric_info(name)
+    unit = _fmt_unit(info.unit)
+    if info.higher_is_better:
+        what = f"{info.display} dropped: CI of the change below -margin{unit}"
+    else:
+        what = f"{info.display} rose (lower is better): CI of the change above +margin{unit}"
+    return Criterion(name, what, metric_check(name))
+
+
+def metric_criteria(selected: Iterable[str], gate: Iterable[str] = ()) -> tuple[str, ...]:
+    """The metrics that get a criterion of their own: each selected metric but PSNR and MS-SSIM (which have
+    theirs); a metric of the default selection (PSNR-Y) only when ``gate`` names it, so a default run is judged
+    exactly as before."""
+    gated = set(gate)
+    out = []
+    for name in selected:
+        if name in CLASSIC_METRICS or name in out:
+            continue
+        if name in metrics_mod.DEFAULT_METRICS and name not in gated:
+            continue
+        out.append(name)
+    return tuple(out)
+
+
+def criteria_for(metrics: Iterable[str] = ()) -> dict[str, Criterion]:
+    """The classic criteria followed by one criterion per metric of :func:`metric_criteria`."""
+    return {**CRITERIA, **{m: metric_criterion(m) for m in metrics if m not in CRITERIA}}
 
 
 CRITERIA: dict[str, Criterion] = {
@@ -145,4 +251,12 @@ CRITERIA: dict[str, Criterion] = {
 }
 
 
-__all__ = ["CRITERIA", "Criterion", "Thresholds"]
+__all__ = [
+    "CLASSIC_METRICS",
+    "CRITERIA",
+    "Criterion",
+    "Thresholds",
+    "criteria_for",
+    "metric_criteria",
+    "metric_criterion",
+]

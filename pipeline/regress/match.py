@@ -28,12 +28,13 @@ sides, by the same code.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from pipeline.image.metrics import get_metric
 from pipeline.io import storage
 from pipeline.io.jsonable import plain
 from pipeline.io.records import group_key
@@ -179,13 +180,23 @@ def build_groups(matching: Matching) -> list[dict]:
 # ---------------------------------------------------------------------------------------------- triplets
 
 
+def _capped(metric: str) -> bool:
+    """Whether identical images give an infinite value of ``metric`` (a PSNR), so it is capped for differences."""
+    try:
+        return math.isinf(get_metric(metric).best)
+    except KeyError:
+        return False
+
+
 def triplets(
-    images: pd.DataFrame, pairs: pd.DataFrame, matching: Matching
+    images: pd.DataFrame, pairs: pd.DataFrame, matching: Matching, metrics: Sequence[str] = ()
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scored triplets (one row per matched key) from the regress run's tables, and the matched keys not scored.
 
     Scored columns: KEY, the two dist ids, ``p`` (P candidate better), ``baseline_``/``candidate_`` bpp, psnr,
-    ms_ssim and codec_version, and the per-triplet statistics of :data:`STATS`.
+    ms_ssim and codec_version, and the per-triplet statistics of :data:`STATS`; then, for each of ``metrics``
+    (further metric columns of ``images``), ``baseline_<m>``, ``candidate_<m>`` and ``d_<m>`` = candidate −
+    baseline (a metric whose best value is infinite, a PSNR, capped at :data:`PSNR_CAP` like PSNR).
     """
     m = matching.matched.copy()
     m["cid"] = PREFIX[CANDIDATE] + m["candidate_dist_id"]
@@ -225,6 +236,15 @@ def triplets(
         *[f"{s}_{k}" for s in (BASELINE, CANDIDATE) for k in ("bpp", "psnr", "ms_ssim")],
         *STATS[1:],
     ]
+    for metric in metrics:
+        for side, col in ((BASELINE, "bid"), (CANDIDATE, "cid")):
+            values = m[col].map(imgs[metric]) if metric in imgs else pd.Series(np.nan, index=m.index)
+            m[f"{side}_{metric}"] = pd.to_numeric(values, errors="coerce").astype(np.float64)
+        b, c = m[f"baseline_{metric}"], m[f"candidate_{metric}"]
+        if _capped(metric):
+            b, c = cap(b), cap(c)
+        m[f"d_{metric}"] = c - b
+        keep += [f"baseline_{metric}", f"candidate_{metric}", f"d_{metric}"]
     scored = m.loc[ok, keep].reset_index(drop=True)
     unscored = m.loc[~ok, [*KEY, "baseline_dist_id", "candidate_dist_id"]].reset_index(drop=True)
     return scored, unscored

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from pipeline.image.metrics import get_metric
 from pipeline.io import markdown as md
 from pipeline.regress.match import BASELINE, CANDIDATE, KEY
 
@@ -25,7 +26,12 @@ def to_json(report: Report) -> str:
 # ---------------------------------------------------------------------------------------------- Markdown
 
 
-def _table(df: pd.DataFrame, with_bd: bool) -> list[str]:
+def _metric_head(name: str) -> str:
+    info = get_metric(name)
+    return f"Δ{info.display} {info.unit}".rstrip() + ("" if info.higher_is_better else " (lower is better)")
+
+
+def _table(df: pd.DataFrame, with_bd: bool, metrics: tuple[str, ...] = ()) -> list[str]:
     head = [
         "codec",
         "setting",
@@ -35,6 +41,7 @@ def _table(df: pd.DataFrame, with_bd: bool) -> list[str]:
         "bpp change",
         "ΔPSNR dB",
         "ΔMS-SSIM",
+        *(_metric_head(m) for m in metrics),
     ]
     if with_bd:
         head.append("BD-rate (PSNR)")
@@ -50,6 +57,7 @@ def _table(df: pd.DataFrame, with_bd: bool) -> list[str]:
             md.fmt_ci(r["rate_change"], r["rate_change_low"], r["rate_change_high"], "+.1f", "%", 100.0),
             md.fmt_ci(r["d_psnr"], r["d_psnr_low"], r["d_psnr_high"], "+.2f"),
             md.fmt_ci(r["d_ms_ssim"], r["d_ms_ssim_low"], r["d_ms_ssim_high"], "+.4f"),
+            *(md.fmt_ci(r.get(f"d_{m}"), r.get(f"d_{m}_low"), r.get(f"d_{m}_high"), "+.4g") for m in metrics),
         ]
         if with_bd:
             bd = md.fmt_ci(r.get("bd_rate"), r.get("bd_rate_low"), r.get("bd_rate_high"), "+.1f", "%")
@@ -71,6 +79,15 @@ def _listing(title: str, df: pd.DataFrame, cols: list[str], max_listed: int) -> 
         out.append(f"- … and {len(df) - max_listed} more (all in regress.json)")
     out.append("")
     return out
+
+
+def _metric_line(name: str, th) -> str:
+    """``butteraugli (lower is better, margin 0.05, gated)``: a metric criterion as regress.md lists it."""
+    info = get_metric(name)
+    unit = f" {info.unit}" if info.unit else ""
+    direction = "higher" if info.higher_is_better else "lower"
+    gated = "gated" if name in th.gate else "warning only"
+    return f"{md.code(name)} ({direction} is better, margin {th.metric_margin(name):g}{unit}, {gated})"
 
 
 def markdown(rep: Report, max_listed: int = 20) -> str:
@@ -96,8 +113,10 @@ def markdown(rep: Report, max_listed: int = 20) -> str:
         f"{th.n_boot} bootstrap replicates over references",
         f"- regression when: {', '.join(th.gate) or 'nothing gated'} (P threshold {th.p_threshold:.3f}, rate "
         f"margin {100 * th.rate_margin:g}%, PSNR margin {th.psnr_margin:g} dB, MS-SSIM margin {th.ms_ssim_margin:g})",
-        "",
     ]
+    if rep.metrics:
+        lines.append("- metric criteria: " + "; ".join(_metric_line(m, th) for m in rep.metrics))
+    lines.append("")
     regs = rep.regressions()
     if regs:
         lines += ["## Regressions", ""]
@@ -117,8 +136,8 @@ def markdown(rep: Report, max_listed: int = 20) -> str:
         lines += [f"- {md.code(c)} {md.cell(s)}: {w}" for c, s, w in warnings[:max_listed]]
         lines.append("")
     if len(rep.codecs):
-        lines += ["## Per codec", "", *_table(rep.codecs, with_bd=True), ""]
-        lines += ["## Per setting", "", *_table(rep.settings, with_bd=False), ""]
+        lines += ["## Per codec", "", *_table(rep.codecs, with_bd=True, metrics=rep.metrics), ""]
+        lines += ["## Per setting", "", *_table(rep.settings, with_bd=False, metrics=rep.metrics), ""]
     lines += ["## Coverage", ""]
     lines.append(
         f"matched {counts['matched']}, scored {counts['scored']}, not scored {counts['unscored']}, only in baseline "

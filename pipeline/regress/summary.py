@@ -10,7 +10,9 @@ percentile interval at level ``1 - alpha`` from a bootstrap that resamples *refe
 (:func:`pipeline.stats.bootstrap.cluster_bootstrap`): triplets of one photo are correlated, so the photo is the unit of evidence. The rate
 change is the geometric mean, ``exp(mean log_rate) - 1``. Per codec, when both runs have at least 4 settings, the
 Bjøntegaard delta rate of the candidate curve against the baseline curve (PSNR axis, per reference, then averaged
-with the same bootstrap) measures the rate at equal quality across the whole curve.
+with the same bootstrap) measures the rate at equal quality across the whole curve. Each further metric judged
+(``ssimulacra2``, ``butteraugli``...) adds ``baseline_<m>``, ``candidate_<m>``, the change ``d_<m>`` with its
+interval ``d_<m>_low``/``d_<m>_high`` and ``<m>_triplets`` to every row, from the same bootstrap draws.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from pipeline.image.metrics import get_metric
 from pipeline.io.jsonable import jsonable, plain
-from pipeline.regress.criteria import CRITERIA, Thresholds
+from pipeline.regress.criteria import Thresholds, criteria_for
 from pipeline.regress.match import PSNR_CAP, STATS, Matching
 from pipeline.stats import bdrate
 from pipeline.stats.bootstrap import cluster_bootstrap
@@ -70,7 +73,28 @@ def _versions(s: pd.Series) -> str:
     return ", ".join(sorted({str(v) for v in s if plain(v) is not None})) or ""
 
 
-def _stat_row(codec: str, setting: str, g: pd.DataFrame, th: Thresholds) -> dict:
+def _metric_stats(g: pd.DataFrame, th: Thresholds, metrics: Sequence[str]) -> dict:
+    """Per further metric: the mean of both sides and the change with its interval (the same draws as the
+    classic statistics: same references, same seed)."""
+    if not metrics:
+        return {}
+    ivs = cluster_bootstrap(
+        g[[f"d_{m}" for m in metrics]].to_numpy(dtype=np.float64),
+        g["ref_id"].to_numpy(),
+        n_boot=th.n_boot,
+        alpha=th.alpha,
+        seed=th.seed,
+    )
+    out: dict = {}
+    for m, iv in zip(metrics, ivs, strict=True):
+        out[f"baseline_{m}"] = float(g[f"baseline_{m}"].mean())
+        out[f"candidate_{m}"] = float(g[f"candidate_{m}"].mean())
+        out[f"d_{m}"], out[f"d_{m}_low"], out[f"d_{m}_high"] = iv.mean, iv.low, iv.high
+        out[f"{m}_triplets"] = iv.n
+    return out
+
+
+def _stat_row(codec: str, setting: str, g: pd.DataFrame, th: Thresholds, metrics: Sequence[str] = ()) -> dict:
     ivs = cluster_bootstrap(
         g[list(STATS)].to_numpy(dtype=np.float64),
         g["ref_id"].to_numpy(),
@@ -105,22 +129,27 @@ def _stat_row(codec: str, setting: str, g: pd.DataFrame, th: Thresholds) -> dict
         "rate_change": math.expm1(rate.mean) if rate.n else np.nan,
         "rate_change_low": math.expm1(rate.low) if rate.n else np.nan,
         "rate_change_high": math.expm1(rate.high) if rate.n else np.nan,
+        **_metric_stats(g, th, metrics),
     }
 
 
-def _judge(row: dict, th: Thresholds) -> dict:
-    fired = {name: msg for name, c in CRITERIA.items() if (msg := c.check(row, th))}
+def _judge(row: dict, th: Thresholds, metrics: Sequence[str] = ()) -> dict:
+    fired = {name: msg for name, c in criteria_for(metrics).items() if (msg := c.check(row, th))}
     row["reasons"] = [f"{name}: {msg}" for name, msg in fired.items() if name in th.gate]
     row["warnings"] = [f"{name}: {msg}" for name, msg in fired.items() if name not in th.gate]
     row["regression"] = bool(row["reasons"])
     return row
 
 
-def summarize(scored: pd.DataFrame, th: Thresholds) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-codec and per-(codec, setting) rows with intervals and the criteria's verdicts."""
+def summarize(
+    scored: pd.DataFrame, th: Thresholds, metrics: Sequence[str] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-codec and per-(codec, setting) rows with intervals and the criteria's verdicts; ``metrics`` are the
+    further metrics judged (columns ``d_<m>`` of ``scored``, :func:`pipeline.regress.criteria.metric_criteria`)."""
     codec_rows, setting_rows = [], []
+    metrics = tuple(metrics)
     for codec, g in scored.groupby("codec", sort=True):
-        row = _stat_row(str(codec), ALL_SETTINGS, g, th)
+        row = _stat_row(str(codec), ALL_SETTINGS, g, th, metrics)
         if g["setting"].nunique() >= bdrate.MIN_POINTS:
             row.update(_bd_rate_row(g, th))
         else:
@@ -133,9 +162,9 @@ def summarize(scored: pd.DataFrame, th: Thresholds) -> tuple[pd.DataFrame, pd.Da
                     "bd_rate_reason": f"fewer than {bdrate.MIN_POINTS} settings",
                 }
             )
-        codec_rows.append(_judge(row, th))
+        codec_rows.append(_judge(row, th, metrics))
         for setting, gs in g.groupby("setting", sort=False):
-            setting_rows.append(_judge(_stat_row(str(codec), str(setting), gs, th), th))
+            setting_rows.append(_judge(_stat_row(str(codec), str(setting), gs, th, metrics), th, metrics))
     columns = list(codec_rows[0]) if codec_rows else ["codec", "setting", "regression", "reasons", "warnings"]
     codecs = pd.DataFrame(codec_rows, columns=columns)
     settings = pd.DataFrame(setting_rows)
@@ -166,6 +195,7 @@ class Report:
         default_factory=dict
     )  # baseline/candidate {uri, run_id}, model, checkpoint, output...
     notes: list[str] = field(default_factory=list)
+    metrics: tuple[str, ...] = ()  # the further metrics judged, each a criterion (criteria.metric_criteria)
 
     @property
     def missing_reason(self) -> str | None:
@@ -214,11 +244,8 @@ class Report:
                 "regression": self.regression,
                 "exit_code": self.exit_code,
                 **self.context,
-                "thresholds": {**asdict(self.thresholds), "p_threshold": self.thresholds.p_threshold},
-                "criteria": {
-                    n: {"description": c.description, "gated": n in self.thresholds.gate}
-                    for n, c in CRITERIA.items()
-                },
+                "thresholds": self._thresholds_doc(),
+                "criteria": self._criteria_doc(),
                 "counts": self.counts(),
                 "regressions": self.regressions(),
                 "codecs": self.codecs.to_dict("records"),
@@ -235,6 +262,27 @@ class Report:
             }
         )
 
+    def _thresholds_doc(self) -> dict:
+        th = self.thresholds
+        doc = {k: v for k, v in asdict(th).items() if k != "metric_margins"}
+        doc["p_threshold"] = th.p_threshold
+        if self.metrics:
+            doc["metric_margins"] = {m: th.metric_margin(m) for m in self.metrics}
+        return doc
+
+    def _criteria_doc(self) -> dict:
+        out = {}
+        for n, c in criteria_for(self.metrics).items():
+            out[n] = {"description": c.description, "gated": n in self.thresholds.gate}
+            if n in self.metrics:
+                info = get_metric(n)
+                out[n].update(
+                    unit=info.unit,
+                    higher_is_better=info.higher_is_better,
+                    margin=self.thresholds.metric_margin(n),
+                )
+        return out
+
     def to_markdown(self, max_listed: int = 20) -> str:
         from pipeline.regress.render import markdown
 
@@ -249,10 +297,12 @@ def decide(
     *,
     context: dict | None = None,
     notes: Sequence[str] = (),
+    metrics: Sequence[str] = (),
 ) -> Report:
-    """Statistics and verdict of the scored triplets (see the module docstring)."""
-    codecs, settings = summarize(scored, th)
-    return Report(th, codecs, settings, matching, unscored, dict(context or {}), list(notes))
+    """Statistics and verdict of the scored triplets (see the module docstring); ``metrics``: the further metrics
+    judged, each with ``d_<m>`` in ``scored`` (:func:`pipeline.regress.match.triplets` with the same names)."""
+    codecs, settings = summarize(scored, th, metrics)
+    return Report(th, codecs, settings, matching, unscored, dict(context or {}), list(notes), tuple(metrics))
 
 
 __all__ = ["ALL_SETTINGS", "Report", "decide", "summarize"]

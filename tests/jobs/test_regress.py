@@ -310,3 +310,48 @@ def test_a_trained_prfnet_alone_detects_blur(ray_local, tmp_path, local_manifest
     assert webp["p_high"] < 0.5 - doc["thresholds"]["margin"]
     jpeg = next(r for r in doc["codecs"] if r["codec"] == "jpeg")
     assert jpeg["p"] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_blurred_outputs_fail_on_butteraugli_lower_is_better(ray_local, tmp_path, local_manifest):
+    manifest_uri, df = local_manifest
+    blurry = variant(manifest_uri, df, "webp-blurred", "webp", blurred)
+    out = str(tmp_path / "gate")
+    metrics = ["--metrics", "psnr,ms_ssim,butteraugli", "--metric-margin", "butteraugli=0.2"]
+    assert run_regress("--baseline", manifest_uri, "--candidate", blurry, "--output", out, *metrics,
+                       "--gate", "butteraugli") == 1  # fmt: skip
+    md, doc = report(out)
+    assert {r["codec"] for r in doc["regressions"]} == {"webp"}
+    webp = next(r for r in doc["codecs"] if r["codec"] == "webp")
+    assert webp["d_butteraugli_low"] > 0.2  # Butteraugli rose: lower is better
+    assert webp["reasons"] and all(r.startswith("butteraugli:") for r in webp["reasons"])
+    assert any(w.startswith("psnr:") for w in webp["warnings"])  # evaluated, not gated
+    jpeg = next(r for r in doc["codecs"] if r["codec"] == "jpeg")
+    assert jpeg["d_butteraugli"] == 0 and not jpeg["regression"]
+    assert doc["criteria"]["butteraugli"] == {
+        "description": doc["criteria"]["butteraugli"]["description"],
+        "gated": True,
+        "unit": "",
+        "higher_is_better": False,
+        "margin": 0.2,
+    }
+    assert doc["thresholds"]["gate"] == ["butteraugli"]
+    assert (
+        "`butteraugli` (lower is better, margin 0.2, gated)" in md and "ΔButteraugli (lower is better)" in md
+    )
+    images = results.read_table(out, "images")
+    assert images["butteraugli"].notna().all()
+
+
+def test_a_gated_metric_must_be_measured(tmp_path, local_manifest, capsys):
+    manifest_uri, _ = local_manifest
+    out = str(tmp_path / "gate")
+    assert run_regress("--baseline", manifest_uri, "--candidate", manifest_uri, "--output", out,
+                       "--gate", "butteraugli") == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--gate butteraugli: not measured in this run; add it to --metrics" in err
+    assert run_regress("--baseline", manifest_uri, "--candidate", manifest_uri, "--output", out,
+                       "--metric-margin", "butteraugl=0.1") == 2  # fmt: skip
+    assert "did you mean" in capsys.readouterr().err
+    assert run_regress("--baseline", manifest_uri, "--candidate", manifest_uri, "--output", out,
+                       "--metric-margin", "butteraugli") == 2  # fmt: skip
+    assert "expected NAME=VALUE" in capsys.readouterr().err
