@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "jobs.agreement",
         "how often each judge (PRFNet, metrics, file size) agrees with people's answers",
     ),
+    "study": ("jobs.study", "import a human 2AFC study: regenerate its images, check them, write triplets"),
 }
 
 USAGE = "usage: prfeval COMMAND [options]   (prfeval COMMAND --help for a command's options)"
