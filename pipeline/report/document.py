@@ -3,6 +3,8 @@
 :func:`build` turns the results tables into leaderboards, BD-rates, figures and disagreements. Everything the
 renderers print comes from the document (plus the figures' and crops' bytes), so ``leaderboard.md``,
 ``leaderboard.json`` and ``index.html`` cannot disagree. Non-finite numbers are ``null`` in the document.
+``speed`` (median encode/decode speed per codec beside its BD-rate, :mod:`pipeline.report.speed`) is null for
+results without the sweep's timing columns.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pipeline.report import buckets as buckets_mod
 from pipeline.report import disagreements as dis_mod
 from pipeline.report import leaderboard as lb
 from pipeline.report import plots
+from pipeline.report import speed as speed_mod
 from pipeline.report.items import BY_CHOICES
 from pipeline.runs.provenance import utc_now, versions
 
@@ -156,6 +159,23 @@ def _warnings(
     return out
 
 
+def _speed_doc(images: pd.DataFrame, axes, bd: dict, anchor: str | None) -> dict | None:
+    """Median encode/decode speed per codec with its BD-rate on the first axis; None without timing columns."""
+    table = speed_mod.table(images)
+    if table is None:
+        return None
+    first = next((a for a in axes if a.column in bd), None)
+    rows = speed_mod.with_bd_rate(
+        table, bd.get(first.column) if first else None, first and first.column, anchor
+    )
+    return {
+        "bd_axis": first.column if first else None,
+        "bd_axis_title": first.title if first else None,
+        "statistic": "median over the codec's images",
+        "rows": _records(rows),
+    }
+
+
 def build(
     images: pd.DataFrame,
     pairs: pd.DataFrame,
@@ -201,10 +221,14 @@ def build(
                 }
             )
 
+    speed_doc = _speed_doc(images, axes, bd, anchor)
+
     figures = []
     if options.figures:
         figures.append(plots.leaderboard_intervals(boards, options.alpha))
         figures += [plots.rate_quality(images, axis, anchor) for axis in axes if axis.column in images]
+        if speed_doc is not None:
+            figures.append(plots.speed_bd_rate(speed_doc["rows"], anchor, speed_doc["bd_axis_title"]))
         figures = [f for f in figures if f is not None]
 
     top = dis_mod.find(labelled_images, labelled_pairs, options.top_disagreements)
@@ -262,6 +286,7 @@ def build(
         "warnings": _warnings(pairs, errors, run, images_outside, images),
         "leaderboards": [_board_doc(b) for b in boards],
         "bd_rate": {"anchor": anchor, "anchor_choice": anchor_choice, "rate": "bpp", "axes": axis_docs},
+        "speed": speed_doc,
         "disagreements": dis_docs,
         "figures": [
             {"name": f.name, "caption": f.caption, "png": f"plots/{f.name}.png", "svg": f"plots/{f.name}.svg"}

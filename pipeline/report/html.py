@@ -14,6 +14,7 @@ from html import escape
 from pipeline.report import markdown as md
 from pipeline.report.document import Report
 
+OWN_SECTION = ("leaderboard", "speed_bd_rate")  # figures shown in their own section, not under Rate–quality
 OPEN_MATRIX_MAX = 12  # win-rate matrices of up to this many items are shown unfolded
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -123,6 +124,23 @@ def _bd(doc: dict, level: str) -> str:
     return "\n".join(parts)
 
 
+def _speed(doc: dict, report: Report) -> str:
+    """The speed section: median encode/decode speed per codec beside its BD-rate, and the speed plot."""
+    speed = doc.get("speed")
+    if not speed:
+        return ""
+    parts = [
+        '<h2 id="speed">Speed</h2>',
+        "<p>Median over each codec's images of the sweep's wall-clock encode and decode time (one thread): "
+        f"megapixels per second and milliseconds per megapixel, beside the BD-rate against "
+        f"<b>{e(doc['bd_rate']['anchor'])}</b>.</p>",
+        _table([e(h) for h in md.speed_header(speed)], md.speed_rows(speed, esc=e), {1, 2, 3, 4, 5, 6},
+               "speed", table_id="speed-table"),
+        _figures(report, ["speed_bd_rate"]),
+    ]  # fmt: skip
+    return "\n".join(parts)
+
+
 def _figures(report: Report, names: list[str]) -> str:
     by_name = {f.name: f for f in report.figures}
     out = []
@@ -194,7 +212,9 @@ def render(report: Report) -> str:
         "<header><h1>prfeval leaderboard</h1>",
         f'<p class="meta">{"; ".join(meta)}</p></header>',
         '<nav><a href="#leaderboards">Leaderboards</a><a href="#bd-rate">BD-rate</a>'
-        '<a href="#plots">Rate–quality</a><a href="#disagreements">Disagreements</a><a href="#method">Method</a></nav>',
+        '<a href="#plots">Rate–quality</a>'
+        + ('<a href="#speed">Speed</a>' if doc.get("speed") else "")
+        + '<a href="#disagreements">Disagreements</a><a href="#method">Method</a></nav>',
     ]
     body += [f'<p class="warning">Warning: {e(w)}</p>' for w in doc["warnings"]]
     body += [
@@ -206,7 +226,8 @@ def render(report: Report) -> str:
         _figures(report, ["leaderboard"]),
         _bd(doc, level),
         '<h2 id="plots">Rate–quality</h2>',
-        _figures(report, [f["name"] for f in doc["figures"] if f["name"] != "leaderboard"]),
+        _figures(report, [f["name"] for f in doc["figures"] if f["name"] not in OWN_SECTION]),
+        *([_speed(doc, report)] if doc.get("speed") else []),
         _disagreements(doc, report),
         '<h2 id="method">Method</h2>',
         "<p>PRFNet scores each pair (O, A, B) of distorted versions of one reference O with p<sub>A</sub> = "

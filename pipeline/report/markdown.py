@@ -13,11 +13,13 @@ from collections.abc import Callable
 from pipeline.io.markdown import MISSING, cell, code, interval, num, table
 
 # Decimal places per column kind.
-DIGITS = {"score": 4, "win_rate": 3, "bpp": 3, "bd_rate": 2}
+DIGITS = {"score": 4, "win_rate": 3, "bpp": 3, "bd_rate": 2, "speed": 3}
 
 
 LEADERBOARD_HEADER = ["rank", "item", "score", "CI", "win rate", "pairs", "refs", "images", "mean bpp"]
 BD_HEADER = ["codec", "BD-rate %", "CI", "median %", "images", "skipped", "reasons"]
+SPEED_HEADER = ["codec", "images", "encode MP/s", "decode MP/s", "encode ms/MP", "decode ms/MP", "BD-rate %"]
+SPEED_ALIGN = ["---", "---:", "---:", "---:", "---:", "---:", "---:"]
 
 
 def leaderboard_rows(board: dict, esc: Callable[[object], str] = cell) -> list[list[str]]:
@@ -54,6 +56,52 @@ def bd_rows(axis: dict, esc: Callable[[object], str] = cell) -> list[list[str]]:
         ]
         for r in axis["rows"]
     ]
+
+
+def _sig(value, digits: int) -> str:
+    """A speed with ``digits`` significant figures (speeds span orders of magnitude)."""
+    if value is None:
+        return MISSING
+    return f"{value:.{digits}g}"
+
+
+def speed_rows(speed: dict, esc: Callable[[object], str] = cell) -> list[list[str]]:
+    """The formatted cells of the speed table; ``esc`` escapes text from the data for the target format."""
+    d = DIGITS["speed"]
+    return [
+        [
+            esc(r["codec"]),
+            str(r["n_images"]),
+            _sig(r["encode_mp_per_s"], d),
+            _sig(r["decode_mp_per_s"], d),
+            _sig(r["encode_ms_per_mp"], d),
+            _sig(r["decode_ms_per_mp"], d),
+            num(r["bd_rate"], DIGITS["bd_rate"], sign=True),
+        ]
+        for r in speed["rows"]
+    ]
+
+
+def speed_header(speed: dict) -> list[str]:
+    title = speed.get("bd_axis_title")
+    return [*SPEED_HEADER[:-1], f"BD-rate % ({title})" if title else SPEED_HEADER[-1]]
+
+
+def speed_markdown(doc: dict) -> list[str]:
+    """The speed section (median encode/decode speed per codec and its BD-rate); nothing without timing."""
+    speed = doc.get("speed")
+    if not speed:
+        return []
+    out = ["## Speed", ""]
+    out.append(
+        "Median over each codec's images of the sweep's wall-clock encode and decode time (one thread): "
+        f"megapixels per second and milliseconds per megapixel, beside the BD-rate against "
+        f"{cell(doc['bd_rate']['anchor'])}."
+    )
+    out.append("")
+    out += table([cell(h) for h in speed_header(speed)], speed_rows(speed), SPEED_ALIGN)
+    out.append("")
+    return out
 
 
 def summary_lines(doc: dict) -> list[str]:
@@ -118,6 +166,7 @@ def render(doc: dict) -> str:
         header = [h if h != "CI" else f"{level} CI" for h in BD_HEADER]
         lines += table(header, bd_rows(axis), ["---", "---:", "---", "---:", "---:", "---:", "---"])
         lines.append("")
+    lines += speed_markdown(doc)
     return "\n".join(lines)
 
 
@@ -126,6 +175,7 @@ __all__ = [
     "DIGITS",
     "LEADERBOARD_HEADER",
     "MISSING",
+    "SPEED_HEADER",
     "bd_rows",
     "board_markdown",
     "cell",
@@ -133,5 +183,8 @@ __all__ = [
     "leaderboard_rows",
     "num",
     "render",
+    "speed_header",
+    "speed_markdown",
+    "speed_rows",
     "summary_lines",
 ]

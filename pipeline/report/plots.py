@@ -125,3 +125,45 @@ def leaderboard_intervals(boards: list[Board], alpha: float) -> Figure | None:
     return _render(
         fig, "leaderboard", "Bradley–Terry scores per bucket with bootstrap intervals (rank, item)"
     )
+
+
+def speed_bd_rate(rows: list[dict], anchor: str | None, axis_title: str) -> Figure | None:
+    """Each codec's BD-rate against the anchor (first axis) over its median encode speed (MP/s, log scale).
+
+    ``rows`` are the speed rows of the report document (:mod:`pipeline.report.speed`); codecs without a speed or
+    a BD-rate are left out (the table still lists them).
+    """
+    shown = [
+        r
+        for r in rows
+        if r.get("encode_mp_per_s") is not None
+        and r.get("bd_rate") is not None
+        and np.isfinite(r["encode_mp_per_s"])
+        and np.isfinite(r["bd_rate"])
+        and r["encode_mp_per_s"] > 0
+    ]
+    if not shown:
+        return None
+    palette = colours([str(r["codec"]) for r in rows])
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in shown:
+        codec = str(r["codec"])
+        x, y = r["encode_mp_per_s"], r["bd_rate"]
+        lo, hi = r.get("bd_ci_low"), r.get("bd_ci_high")
+        if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi) and hi > lo:
+            ax.vlines(x, lo, hi, color=palette[codec], linewidth=1.2, alpha=0.7)
+        ax.plot(x, y, "o", color=palette[codec], markersize=6)
+        label = f"{codec} (anchor)" if codec == anchor else codec
+        ax.annotate(_plain(label), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.axhline(0.0, color="grey", linewidth=0.8, alpha=0.6)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.set_xlabel("encode speed [MP/s], median over images (log scale)")
+    ax.set_ylabel(_plain(f"BD-rate vs {anchor} on {axis_title} [%]"))
+    ax.set_title("Speed against coding efficiency (right: faster, down: fewer bits)")
+    ax.grid(True, which="both", alpha=0.3)
+    caption = (
+        f"Median encode speed against BD-rate on {axis_title} (anchor {anchor}): one point per codec, "
+        "with the BD-rate's interval"
+    )
+    return _render(fig, "speed_bd_rate", caption)
