@@ -78,7 +78,14 @@ def _unscored_rows(triplets: pd.DataFrame, p: np.ndarray, errors: pd.DataFrame, 
 def main(argv: list[str] | None = None) -> int:
     from model import UnknownModelError
     from pipeline.scoring import results
-    from pipeline.scoring.driver import OutputConflict, ResourceError, StalledError, run_groups
+    from pipeline.scoring.driver import (
+        OutputConflict,
+        ResourceError,
+        ScoringFailed,
+        ScoringInputError,
+        StalledError,
+        run_groups,
+    )
     from pipeline.scoring.manifest import ManifestError
 
     started = time.perf_counter()
@@ -107,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary, run = run_groups(groups, cfg, kind="clic", identity=identity, finish=False,
                                   inputs={"csv": args.csv, "images": args.images, "originals": originals})  # fmt: skip
-    except (ManifestError, OutputConflict, ResourceError, UnknownModelError) as e:
+    except (ManifestError, OutputConflict, ResourceError, ScoringInputError, UnknownModelError) as e:
         raise UsageError(str(e)) from None
-    except StalledError as e:
+    except (StalledError, ScoringFailed) as e:
         print(f"prfeval clic: stopped: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from pipeline.io import storage
 from pipeline.runs.provenance import versions
+from pipeline.runs.ray_runtime import VERBOSE_ENV, describe_failure, verbose
 
 __all__ = [
     "EXIT_OK",
@@ -16,6 +20,7 @@ __all__ = [
     "EXIT_USAGE",
     "ArgumentParser",
     "UsageError",
+    "add_verbose_option",
     "command",
     "versions",
 ]
@@ -29,18 +34,42 @@ class UsageError(Exception):
     """Input or arguments the command cannot use: printed as one clear message, exit code 2."""
 
 
+log = logging.getLogger("prfeval")
+
+
 def command(fn: Callable[[list[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
-    """Wrap a command's ``main``: a :class:`UsageError` prints ``prfeval: error: ...`` and returns 2."""
+    """Wrap a command's ``main``: a :class:`UsageError` prints ``prfeval: error: ...`` and returns 2; any other
+    error (a failed Ray task or actor included) prints one line naming its cause and returns 2, with the full
+    trace under ``--verbose`` (or ``$PRFEVAL_VERBOSE``), which also shows Ray's own output."""
 
     @functools.wraps(fn)
     def wrapper(argv: Sequence[str] | None = None) -> int:
+        args = list(sys.argv[1:] if argv is None else argv)
+        if "--verbose" in args:
+            os.environ[VERBOSE_ENV] = "1"
         try:
             return fn(None if argv is None else list(argv))
         except UsageError as e:
             print(f"prfeval: error: {storage.redact(str(e))}", file=sys.stderr)
             return EXIT_USAGE
+        except Exception as e:
+            log.debug("command failed", exc_info=True)
+            if verbose():
+                print(storage.redact(traceback.format_exc()), file=sys.stderr)
+                hint = ""
+            else:
+                hint = " (--verbose shows the full trace)"
+            text = str(e) if type(e).__module__.startswith(("pipeline.", "jobs.")) else describe_failure(e)
+            line = " ".join(text.split()) or type(e).__name__
+            print(f"prfeval: error: {storage.redact(line)}{hint}", file=sys.stderr)
+            return EXIT_USAGE
 
     return wrapper
+
+
+def add_verbose_option(p: argparse.ArgumentParser) -> None:
+    """``--verbose``: full traces and Ray's own output on errors (read by :func:`command`)."""
+    p.add_argument("--verbose", action="store_true", help="on errors, print full traces and Ray's own output")
 
 
 class ArgumentParser(argparse.ArgumentParser):

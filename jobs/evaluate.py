@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         EvaluateConfig,
         OutputConflict,
         ResourceError,
+        ScoringFailed,
+        ScoringInputError,
         StalledError,
         run_evaluate,
     )
@@ -62,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = EvaluateConfig(manifest=args.manifest, codecs=args.codecs, scoring=scoring)
     try:
         summary = run_evaluate(cfg, registry=args.registry)
-    except (ManifestError, OutputConflict, ResourceError, UnknownModelError) as e:
+    except (ManifestError, OutputConflict, ResourceError, ScoringInputError, UnknownModelError) as e:
         raise UsageError(str(e)) from None
-    except StalledError as e:
+    except (StalledError, ScoringFailed) as e:
         print(f"prfeval evaluate: stopped: {e}", file=sys.stderr)
         return EXIT_USAGE
     print_summary(summary)

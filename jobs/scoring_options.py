@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from jobs.common import UsageError
+from jobs.common import UsageError, add_verbose_option
 from pipeline.image import decoding
 
 
@@ -16,11 +16,16 @@ def add_scoring_options(p: argparse.ArgumentParser, *, unit: str = "reference gr
     g.add_argument("--model", default="prfnet-tiny", help="registered model name (default: prfnet-tiny)")
     g.add_argument("--checkpoint", help="checkpoint URI (safetensors); default: the packaged one for --model")
     g.add_argument(
-        "--actors", type=int, default=1, help="scoring actors, one model replica each (default: 1)"
+        "--actors",
+        type=int,
+        help="scoring actors, one model replica each (default: as many as the cluster's nodes hold, one per "
+        "node's worth of CPUs, or per GPU slot with --gpus-per-actor)",
     )
     g.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor, fractional allowed")
     g.add_argument(
-        "--cpus-per-actor", type=float, help="CPUs reserved per actor (default: chosen from the cluster)"
+        "--cpus-per-actor",
+        type=float,
+        help="CPUs reserved per actor (default: the largest alive node's CPUs less one for decoding; 1 with GPUs)",
     )
     g.add_argument("--batch-size", type=int, help="patches per model call (default: 16 on CPU, 128 on CUDA)")
     g.add_argument("--patch", type=int, help="patch size in pixels (default: the model's)")
@@ -49,19 +54,26 @@ def add_scoring_options(p: argparse.ArgumentParser, *, unit: str = "reference gr
         "butteraugli, ciede2000)",
     )
     g.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+    add_verbose_option(g)
 
 
 def scoring_config(args: argparse.Namespace, name: str, argv: list[str] | None, **fields):
     """A :class:`pipeline.scoring.driver.ScoringConfig` from the scoring options plus the command's own ``fields``
-    (output, pairs, allowed roots...)."""
-    from pipeline.image.metrics import parse_names
-    from pipeline.scoring.driver import ScoringConfig
+    (output, pairs, allowed roots...).
 
-    if args.actors < 1:
+    The model, metric and checkpoint are checked here, on the driver, before any work starts
+    (:func:`pipeline.scoring.driver.preflight`): a bad one is a :class:`UsageError`."""
+    from model import UnknownModelError
+    from pipeline.image.metrics import parse_names
+    from pipeline.scoring.driver import ScoringConfig, ScoringInputError, preflight
+
+    if args.actors is not None and args.actors < 1:
         raise UsageError("--actors must be at least 1")
+    if args.cpus_per_actor is not None and args.cpus_per_actor <= 0:
+        raise UsageError("--cpus-per-actor must be > 0")
     if args.gpus_per_actor < 0:
         raise UsageError("--gpus-per-actor must be >= 0")
-    return ScoringConfig(
+    cfg = ScoringConfig(
         model=args.model,
         checkpoint=args.checkpoint,
         actors=args.actors,
@@ -79,3 +91,8 @@ def scoring_config(args: argparse.Namespace, name: str, argv: list[str] | None, 
         command=shlex.join(["prfeval", name, *(argv if argv is not None else sys.argv[2:])]),
         **fields,
     )
+    try:
+        preflight(cfg)
+    except (ScoringInputError, UnknownModelError) as e:
+        raise UsageError(str(e)) from None
+    return cfg

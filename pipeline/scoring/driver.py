@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 
 LOAD_CPUS = 0.75  # a decode task; with a write task (0.25) it fits on the CPU the actors leave free
+WRITE_CPUS = 0.25
+WORK_CPUS = LOAD_CPUS + WRITE_CPUS  # what one node must keep free for a decode and a write task
 
 
 def input_blocks(n_groups: int) -> int:
@@ -56,6 +58,14 @@ class ResourceError(RuntimeError):
 
 class StalledError(RuntimeError):
     """No reference group finished within the stall timeout (e.g. the nodes that hosted the actors are gone)."""
+
+
+class ScoringInputError(ValueError):
+    """A model, checkpoint or metric the run cannot use, found on the driver before Ray starts."""
+
+
+class ScoringFailed(RuntimeError):
+    """A task or actor failed for a reason that is not one row's input; the message names the cause."""
 
 
 def rows_with_deadline(rows, timeout: float | None, *, describe=lambda: ""):
@@ -116,7 +126,7 @@ class ScoringConfig:
     pairs: str = "all"
     match_tolerance: float = pairing.DEFAULT_MATCH_TOLERANCE
     metrics: tuple[str, ...] = ("psnr", "psnr_y", "ms_ssim")  # full-reference metrics (image.metrics.select)
-    actors: int = 1
+    actors: int | None = None  # default: from the cluster's nodes (see plan_pool)
     gpus_per_actor: float = 0.0
     cpus_per_actor: float | None = None
     batch_size: int | None = None
@@ -153,6 +163,8 @@ class EvaluateSummary:
     seconds: float = 0.0
     checkpoint_sha256: str | None = None
     actor_peak_rss_mb: float = 0.0
+    actors: int = 0
+    cpus_per_actor: float = 0.0
     failed_groups: list[str] = field(default_factory=list)
 
     @property
@@ -166,45 +178,185 @@ class EvaluateSummary:
 UNTRAINED = "untrained-seed0"  # the checkpoint id of randomly initialised weights
 
 
-def _checkpoint_id(cfg: ScoringConfig) -> str:
-    from model.bundled import default_checkpoint
+def preflight(cfg: ScoringConfig) -> str:
+    """Check on the driver, before Ray starts, what every actor would otherwise fail on: the model name, the
+    metric names and the checkpoint (safetensors header, format version, the model it holds == ``cfg.model``).
 
-    uri = cfg.checkpoint or default_checkpoint(cfg.model)
+    Only the header is parsed: no weights are built, nothing is unpickled. Returns the checkpoint id (the sha256
+    of its bytes, or :data:`UNTRAINED`). Raises :class:`ScoringInputError`, or ``UnknownModelError`` (with its
+    "did you mean").
+    """
+    from model import model_info
+
+    model_info(cfg.model)
+    metrics = getattr(cfg, "metrics", None)
+    if metrics:
+        from pipeline.image import metrics as metrics_mod
+
+        try:
+            cfg.metrics = metrics_mod.select(metrics)  # unknown ("did you mean") or unavailable here
+        except (metrics_mod.UnknownMetricError, metrics_mod.MetricUnavailableError) as e:
+            raise ScoringInputError(str(e)) from None
+    return checkpoint_id(cfg.model, cfg.checkpoint)
+
+
+_CHECKED: dict[tuple[str, str], str] = {}  # (model, checkpoint URI) -> sha256, for checkpoints found valid
+
+
+def checkpoint_id(model: str, checkpoint: str | None) -> str:
+    """The sha256 of ``checkpoint`` (default: the packaged one of ``model``) once its header says it is a prfeval
+    safetensors checkpoint of ``model``; :data:`UNTRAINED` when there is none. :class:`ScoringInputError` else."""
+    import hashlib
+
+    from model.bundled import default_checkpoint
+    from model.checkpoint import CheckpointError, _prfeval_metadata, read_safetensors_header
+
+    uri = checkpoint or default_checkpoint(model)
     if not uri:
         return UNTRAINED
+    if (model, uri) in _CHECKED:
+        return _CHECKED[model, uri]
+    where = f"checkpoint {storage.display(uri)}"
     try:
-        return storage.sha256_of(uri)
+        data = storage.read_bytes(uri)
     except FileNotFoundError:
-        raise manifest.ManifestError(f"checkpoint {storage.display(uri)}: no such file") from None
+        raise ScoringInputError(f"{where}: no such file") from None
+    except OSError as e:
+        raise ScoringInputError(f"{where}: cannot read ({storage.redact(str(e))})") from None
+    try:
+        meta = _prfeval_metadata(read_safetensors_header(data, where), where)
+    except CheckpointError as e:
+        raise ScoringInputError(storage.redact(str(e))) from None
+    held = meta.get("model")
+    if held != model:
+        raise ScoringInputError(
+            f"{where} holds {held!r}, not --model {model!r}: pass --model {held} or a checkpoint of {model}"
+        )
+    _CHECKED[model, uri] = hashlib.sha256(data).hexdigest()
+    return _CHECKED[model, uri]
 
 
-def check_resources(cfg: ScoringConfig) -> float:
-    """Fail fast when the cluster cannot host the actors; returns the CPUs each actor reserves."""
-    import ray
+@dataclass(frozen=True)
+class Pool:
+    """The actor pool a run asks for: how many actors, and the CPUs each reserves."""
 
-    total = ray.cluster_resources()
+    actors: int
+    cpus_per_actor: float
+
+
+_EPS = 1e-9
+
+
+def _node_resources(nodes: list[dict]) -> list[dict]:
+    return [n.get("Resources") or {} for n in nodes if n.get("Alive")]
+
+
+def _default_cpus(cpus: list[float], actors: int | None) -> float:
+    """CPUs per scoring actor when not given: the largest node's CPUs less room for a decode and a write task (a
+    whole node when the nodes are small and several); with ``actors`` given, the most that lets that many fit
+    while some node keeps room to decode."""
+    usable = [c for c in cpus if c > 0]
+    largest = max(usable, default=0.0)
+    if largest >= 2:
+        per_actor = largest - WORK_CPUS
+    elif len(usable) > 1:  # small nodes: an actor takes one, the others decode
+        per_actor = largest
+    else:  # one small machine: share it
+        return 0.5
+    if not actors:
+        return per_actor
+    shares = {
+        max(0.25, x) for c in usable for k in range(1, actors + 1) for x in ((c - WORK_CPUS) / k, c / k)
+    }
+    fits = [p for p in shares if p <= per_actor + _EPS and _room_to_decode(_placed(usable, p, actors))]
+    return max(fits, default=0.25)
+
+
+def _room_to_decode(free: list[float] | None) -> bool:
+    """Whether, with the actors placed, some node can still run a decode task and the cluster a write task."""
+    return free is not None and max(free, default=0.0) + _EPS >= LOAD_CPUS and sum(free) + _EPS >= WORK_CPUS
+
+
+def _placed(
+    cpus: list[float], per_actor: float, actors: int, gpus: list[float] | None = None, gpa: float = 0.0
+) -> list[float] | None:
+    """The CPUs left on each node once ``actors`` of ``per_actor`` CPUs (and ``gpa`` GPUs) are placed, each on the
+    node with most CPU room that has them (Ray Data spreads its actors); None when they do not fit."""
+    free, free_gpu = list(cpus), list(gpus or [0.0] * len(cpus))
+    for _ in range(actors):
+        fit = [i for i in range(len(free)) if free[i] + _EPS >= per_actor and free_gpu[i] + _EPS >= gpa]
+        if not fit:
+            return None
+        i = max(fit, key=free.__getitem__)
+        free[i] -= per_actor
+        free_gpu[i] -= gpa
+    return free
+
+
+def _default_actors(cpus: list[float], per_actor: float) -> int:
+    """As many actors as the nodes hold, while some node keeps room for a decode and a write task."""
+    actors = sum(int(c / per_actor + _EPS) for c in cpus)
+    while actors > 1 and not _room_to_decode(_placed(cpus, per_actor, actors)):
+        actors -= 1
+    return max(1, actors)
+
+
+def plan_pool(cfg: ScoringConfig, nodes: list[dict]) -> Pool:
+    """The actor pool for ``cfg`` on a cluster of ``nodes`` (as :func:`ray.nodes` lists them); fails fast with
+    :class:`ResourceError` when the cluster cannot host it.
+
+    Defaults follow the nodes, not the cluster's total: an actor never asks for more CPUs or GPUs than the largest
+    alive node has, and without ``--actors`` there is one actor per node's worth of CPUs (per GPU slot when
+    scoring on GPUs), so every node of a CPU cluster works.
+    """
+    alive = _node_resources(nodes)
+    cpus = [float(r.get("CPU", 0.0)) for r in alive]
+    gpus = [float(r.get("GPU", 0.0)) for r in alive]
+    total = sum(cpus)
     if cfg.gpus_per_actor > 0:
-        have = total.get("GPU", 0.0)
-        per_node = max((n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
-        need = cfg.gpus_per_actor * cfg.actors
-        if have < need or per_node < cfg.gpus_per_actor:
+        gpa = cfg.gpus_per_actor
+        slots = sum(int(g / gpa + _EPS) for g in gpus)
+        per_actor = cfg.cpus_per_actor if cfg.cpus_per_actor is not None else 1.0
+        actors = cfg.actors or max(1, slots)
+        while (
+            not cfg.actors and actors > 1 and not _room_to_decode(_placed(cpus, per_actor, actors, gpus, gpa))
+        ):
+            actors -= 1  # GPU slots beyond what the CPUs can feed
+        have, per_node, need = sum(gpus), max(gpus, default=0.0), gpa * actors
+        if have + _EPS < need or per_node + _EPS < gpa or slots < actors:
             raise ResourceError(
-                f"asked for {cfg.actors} actor(s) x {cfg.gpus_per_actor:g} GPU = {need:g} GPU, but the Ray cluster "
+                f"asked for {actors} actor(s) x {gpa:g} GPU = {need:g} GPU, but the Ray cluster "
                 f"has {have:g} GPU in total (at most {per_node:g} on one node); lower --actors/--gpus-per-actor, "
                 "or use --gpus-per-actor 0 to score on CPUs"
             )
-    cpus = total.get("CPU", 1.0)
-    if cfg.cpus_per_actor is not None:
-        per_actor = cfg.cpus_per_actor
-    elif cfg.gpus_per_actor > 0:
-        per_actor = 1.0
-    else:  # leave one CPU for the load and write tasks, share the rest between actors
-        per_actor = max(0.25, (cpus - 1.0) / cfg.actors) if cpus > 1 else 0.5
-    if per_actor * cfg.actors > cpus:
+        hosts = [c for c, g in zip(cpus, gpus, strict=True) if g + _EPS >= gpa]
+    else:
+        per_actor = cfg.cpus_per_actor if cfg.cpus_per_actor is not None else _default_cpus(cpus, cfg.actors)
+        actors = cfg.actors or _default_actors(cpus, per_actor)
+        hosts = cpus
+    largest = max(hosts, default=0.0)
+    if per_actor > largest + _EPS:
         raise ResourceError(
-            f"{cfg.actors} actor(s) x {per_actor:g} CPU exceed the cluster's {cpus:g} CPUs; lower --actors"
+            f"an actor of {per_actor:g} CPU fits on no node: the largest alive node has {largest:g} CPU "
+            f"({len(cpus)} node(s), {total:g} CPU in all); lower --cpus-per-actor"
         )
-    return per_actor
+    if per_actor * actors > total + _EPS:
+        raise ResourceError(
+            f"{actors} actor(s) x {per_actor:g} CPU exceed the cluster's {total:g} CPUs; lower --actors"
+        )
+    if _placed(cpus, per_actor, actors, gpus, max(cfg.gpus_per_actor, 0.0)) is None:
+        raise ResourceError(
+            f"{actors} actor(s) x {per_actor:g} CPU do not fit on the cluster's nodes "
+            f"({', '.join(f'{c:g}' for c in hosts)} CPU); lower --actors or --cpus-per-actor"
+        )
+    return Pool(actors=actors, cpus_per_actor=per_actor)
+
+
+def check_resources(cfg: ScoringConfig) -> Pool:
+    """Fail fast when the Ray cluster cannot host the actors; returns the pool to start (:func:`plan_pool`)."""
+    import ray
+
+    return plan_pool(cfg, ray.nodes())
 
 
 def score_groups(
@@ -229,7 +381,8 @@ def score_groups(
 
     ensure_ray()
     data_context(progress=cfg.progress)
-    per_actor_cpus = check_resources(cfg)
+    pool = check_resources(cfg)
+    per_actor_cpus = pool.cpus_per_actor
     threads = max(1, math.floor(per_actor_cpus))
     ds = ray.data.from_items(
         [group_row(g) for g in groups],
@@ -246,7 +399,7 @@ def score_groups(
             "match_tolerance": cfg.match_tolerance,
             "metric_names": tuple(cfg.metrics),
         },
-        compute=ray.data.TaskPoolStrategy(size=decode_concurrency(cfg.actors)),
+        compute=ray.data.TaskPoolStrategy(size=decode_concurrency(pool.actors)),
         num_cpus=LOAD_CPUS,
     )
     ds = ds.map_batches(
@@ -259,7 +412,7 @@ def score_groups(
             "batch_size": cfg.batch_size,
             "threads": threads,
         },
-        compute=ray.data.ActorPoolStrategy(size=cfg.actors),
+        compute=ray.data.ActorPoolStrategy(size=pool.actors),
         batch_size=1,
         batch_format="pyarrow",  # metadata columns pass through untouched; patches are read as zero-copy views
         num_cpus=per_actor_cpus,
@@ -269,17 +422,27 @@ def score_groups(
     ds = ds.map(
         write_stage,
         fn_kwargs={"output": cfg.output, "run_id": run_id, "codec_table": codec_table},
-        num_cpus=0.25,
+        num_cpus=WRITE_CPUS,
     )
-    for row in rows_with_deadline(ds.iter_rows(), cfg.stall_timeout, describe=_cluster_facts):
-        summary.groups_done += 1
-        summary.images += row["images"]
-        summary.pairs += row["pairs"]
-        summary.errors += row["errors"]
-        summary.checkpoint_sha256 = row["checkpoint_sha256"]
-        summary.actor_peak_rss_mb = max(summary.actor_peak_rss_mb, row["peak_rss_mb"])
-        if row["failed"]:
-            summary.failed_groups.append(row["key"])
+    summary.actors, summary.cpus_per_actor = pool.actors, per_actor_cpus
+    try:
+        for row in rows_with_deadline(ds.iter_rows(), cfg.stall_timeout, describe=_cluster_facts):
+            summary.groups_done += 1
+            summary.images += row["images"]
+            summary.pairs += row["pairs"]
+            summary.errors += row["errors"]
+            summary.checkpoint_sha256 = row["checkpoint_sha256"]
+            summary.actor_peak_rss_mb = max(summary.actor_peak_rss_mb, row["peak_rss_mb"])
+            if row["failed"]:
+                summary.failed_groups.append(row["key"])
+    except StalledError:
+        raise
+    except Exception as e:  # a task or actor failure that no row's input explains: one line naming the cause
+        from pipeline.runs.ray_runtime import describe_failure
+
+        raise ScoringFailed(
+            f"scoring stopped: {describe_failure(e)}. Finished groups are saved: rerun the same command to resume"
+        ) from e
     return summary
 
 
@@ -332,14 +495,14 @@ def run_groups(
     started = time.perf_counter()
     info = model_info(cfg.model)
     patch = int(cfg.patch or info["patch_size"])
-    checkpoint_id = _checkpoint_id(cfg)
+    ckpt_id = preflight(cfg)  # before the run's record is written and before Ray starts
     run = Run.open(
         cfg.output,
         kind=kind,
         identity={
             **identity,
             "model": cfg.model,
-            "checkpoint": checkpoint_id,
+            "checkpoint": ckpt_id,
             "patch": patch,
             **_metric_identity(cfg),
         },
@@ -348,7 +511,7 @@ def run_groups(
         fields={
             "config": _config_record(cfg, inputs),
             "model": cfg.model,
-            "checkpoint_sha256": checkpoint_id if checkpoint_id != UNTRAINED else None,
+            "checkpoint_sha256": ckpt_id if ckpt_id != UNTRAINED else None,
             "metrics": _metric_record(cfg),
             **(run_fields or {}),
         },

@@ -1,14 +1,19 @@
 """Bad input is contained: each bad row lands in `errors` with its reason, every good row is written, exit 1.
 
 Also the security promises: a manifest cannot reach outside the allowed locations, and credentials never appear in
-outputs or logs.
+outputs or logs; and input every actor would fail on (a pickled, truncated or foreign checkpoint, an unknown model)
+is refused on the driver, before Ray starts: one line, exit 2.
 """
 
 from __future__ import annotations
 
 import glob
 import io
+import json
 import os
+import pickle
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +21,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from jobs import evaluate
+from jobs import clic as clic_job
+from jobs import evaluate, regress
 from pipeline.io import storage
+from pipeline.runs import ray_runtime
 from pipeline.scoring import results
-
-pytestmark = pytest.mark.slow
 
 SECRET_IN_URL = "MarkerPassw0rd-4f1c"
 
@@ -73,6 +78,7 @@ def bad_rows(base: str, ref_rgb: np.ndarray) -> list[tuple[str, str, str | None]
     return rows
 
 
+@pytest.mark.slow
 def test_every_bad_row_is_recorded_and_good_rows_complete(ray_local, tmp_path, local_manifest, capsys):
     manifest_uri, df = local_manifest
     base = storage.parent(manifest_uri)
@@ -104,6 +110,7 @@ def test_every_bad_row_is_recorded_and_good_rows_complete(ray_local, tmp_path, l
     )
 
 
+@pytest.mark.slow
 def test_credentials_never_reach_outputs_or_logs(ray_local, s3, s3_manifest, capsys):
     """The S3 secret in use and a password embedded in a URI are searched for in every output and log."""
     _manifest_uri, df = s3_manifest
@@ -302,3 +309,121 @@ def test_bad_objects_on_s3_are_each_their_rows_error(ray_local, s3, s3_manifest,
     blob = errors.to_csv() + captured.out + captured.err
     assert FILE_SECRET not in blob and os.environ["AWS_SECRET_ACCESS_KEY"] not in blob
     assert set(images["conversions"]) == {""}
+
+
+class _Payload:
+    """Unpickling this writes a marker file: proof that a checkpoint was (or was not) unpickled."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _safetensors(metadata: dict | None) -> bytes:
+    header = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+    if metadata is not None:
+        header["__metadata__"] = {"prfeval": json.dumps(metadata)}
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + b"\0" * 8
+
+
+def bad_checkpoints(folder, marker: str) -> dict[str, tuple[str, list[str], str]]:
+    """name -> (URI, extra arguments, what the message must say)."""
+    from model.bundled import default_checkpoint
+
+    packaged = default_checkpoint("prfnet-tiny")
+    _Payload.marker = marker
+    files = {
+        "pickled.pt": pickle.dumps({"state_dict": _Payload()}, protocol=4),
+        "truncated.safetensors": Path(packaged).read_bytes()[:4096],
+        "no-metadata.safetensors": _safetensors(None),
+        "other-model.safetensors": _safetensors({"model": "lpips-vgg", "config": {}, "format_version": 1}),
+    }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:  # what torch.save writes: a zip holding a pickle
+        z.writestr("archive/data.pkl", pickle.dumps({"w": _Payload()}, protocol=2))
+    files["torch-save.pt"] = buf.getvalue()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return {
+        "pickled": (str(folder / "pickled.pt"), [], "pickled PyTorch checkpoint"),
+        "torch.save": (str(folder / "torch-save.pt"), [], "pickled PyTorch checkpoint"),
+        "truncated": (str(folder / "truncated.safetensors"), [], "is truncated"),
+        "wrong variant": (packaged, ["--model", "prfnet"], "holds 'prfnet-tiny', not --model 'prfnet'"),
+        "other model": (str(folder / "other-model.safetensors"), [], "holds 'lpips-vgg'"),
+        "not prfeval": (str(folder / "no-metadata.safetensors"), [], "without prfeval metadata"),
+        "absent": (str(folder / "absent.safetensors"), [], "no such file"),
+    }
+
+
+def _command_argv(command: str, tmp_path, local_manifest) -> tuple[list[str], str]:
+    """The real command line of ``command`` with good inputs, and the output it would write."""
+    manifest_uri, _ = local_manifest
+    if command == "evaluate":
+        out = str(tmp_path / "results")
+        return ["--manifest", manifest_uri, "--output", out], out
+    if command == "regress":
+        out = str(tmp_path / "regress")
+        argv = ["--baseline", manifest_uri, "--candidate", manifest_uri, "--output", out,
+                "--allow-root", storage.parent(manifest_uri)]  # fmt: skip
+        return argv, out
+    (tmp_path / "clic.csv").write_text("astronaut.png,a.png,b.png\n")
+    out = str(tmp_path / "clic" / "submission.csv")
+    argv = ["--csv", str(tmp_path / "clic.csv"), "--images", str(tmp_path / "in"), "--output", out,
+            "--work", str(tmp_path / "clic-work")]  # fmt: skip
+    return argv, str(tmp_path / "clic-work")
+
+
+MAINS = {"evaluate": evaluate.main, "regress": regress.main, "clic": clic_job.main}
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fails the test if a command tries to start or join Ray."""
+    import ray
+
+    was = ray.is_initialized()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(ray_runtime, "ensure_ray", refuse)
+    yield
+    assert ray.is_initialized() == was
+
+
+@pytest.mark.parametrize("command", sorted(MAINS))
+def test_bad_checkpoints_are_refused_before_ray_starts(command, tmp_path, local_manifest, no_ray, capsys):
+    marker = str(tmp_path / "unpickled")
+    argv, out = _command_argv(command, tmp_path, local_manifest)
+    for case, (uri, extra, says) in bad_checkpoints(tmp_path, marker).items():
+        code = MAINS[command]([*argv, "--checkpoint", uri, *extra, "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2, (command, case, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("prfeval: error: "), (command, case, err)
+        assert says in lines[0], (command, case, err)
+        assert "Traceback" not in err
+        assert not os.path.exists(out), (command, case)  # nothing written: no run.json, no group
+        assert not os.path.exists(marker), "the checkpoint was unpickled"
+
+
+@pytest.mark.parametrize("command", sorted(MAINS))
+def test_unknown_model_is_refused_before_ray_starts(command, tmp_path, local_manifest, no_ray, capsys):
+    argv, out = _command_argv(command, tmp_path, local_manifest)
+    assert MAINS[command]([*argv, "--model", "prfnet-tinny"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown model 'prfnet-tinny'; did you mean 'prfnet-tiny'" in err
+    assert not os.path.exists(out)
+
+
+def test_bad_codec_table_is_refused_before_ray_starts(tmp_path, local_manifest, no_ray, capsys):
+    manifest_uri, _ = local_manifest
+    table = tmp_path / "codecs.csv"
+    table.write_text("name,version\njpeg,1\n")
+    out = str(tmp_path / "results")
+    assert evaluate.main(["--manifest", manifest_uri, "--codecs", str(table), "--output", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not os.path.exists(out)
