@@ -69,6 +69,19 @@ EXAMPLES: dict[str, tuple[str, str]] = {
         ORDER BY abs(p.p_a - 0.5) * abs(a.psnr - b.psnr) DESC, p.a_id, p.b_id, p.run_id LIMIT 20
         """,
     ),
+    "speed": (
+        "per codec: median encode and decode megapixels per second (from a sweep's timing; NULL without) and bpp",
+        """
+        WITH timed AS (
+          SELECT codec, bpp,
+                 try_cast(to_json(i) ->> 'encode_mp_per_s' AS DOUBLE) AS encode_mp_per_s,
+                 try_cast(to_json(i) ->> 'decode_mp_per_s' AS DOUBLE) AS decode_mp_per_s
+          FROM images i)
+        SELECT codec, count(*) AS images, median(encode_mp_per_s) AS encode_mp_per_s,
+               median(decode_mp_per_s) AS decode_mp_per_s, median(bpp) AS median_bpp, avg(bpp) AS mean_bpp
+        FROM timed GROUP BY codec ORDER BY encode_mp_per_s DESC NULLS LAST, codec
+        """,
+    ),
     "runs": (
         "runs over time, newest first",
         """

@@ -191,3 +191,59 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     for name in ("top-codecs", "worst-images", "run-deltas"):
         assert name in help_text
     assert "QUALIFY row_number()" in help_text and "read-only" in help_text
+
+
+def timed_results(uri: str) -> pd.DataFrame:
+    """A results folder whose images carry a sweep's speed columns (as `prfeval sweep` → `evaluate` writes them)."""
+    from pipeline.io import schemas
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for r in range(3):
+        for codec, speed in (("jpeg", 60.0), ("avif", 0.8), ("jxl", 5.0)):
+            for k in range(3):
+                rows.append(
+                    {
+                        "run_id": "run-timed",
+                        "ref_id": f"ref{r}",
+                        "dist_id": f"ref{r}-{codec}-{k}",
+                        "codec": codec,
+                        "setting": f"q={k}",
+                        "bpp": 0.2 * (k + 1) * rng.uniform(0.9, 1.1),
+                        "encode_mp_per_s": speed * rng.uniform(0.8, 1.2),
+                        "decode_mp_per_s": 3 * speed * rng.uniform(0.8, 1.2),
+                    }
+                )
+    df = pd.DataFrame(rows)
+    for ref_id, g in df.groupby("ref_id"):
+        tables = {
+            "images": schemas.conform(g.to_dict("records"), schemas.IMAGES),
+            "pairs": schemas.conform([], schemas.PAIRS),
+            "errors": schemas.conform([], schemas.ERRORS),
+        }
+        results.write_group(uri, str(ref_id), tables)
+    results.write_run(uri, {"run_id": "run-timed", "status": "finished"})
+    return df
+
+
+def test_speed_example_medians_per_codec(tmp_path, capsys):
+    folder = str(tmp_path / "timed")
+    df = timed_results(folder)
+    code, out, err = q(capsys, "--results", folder, "--example", "speed", "--format", "json")
+    assert code == 0, err
+    got = pd.DataFrame(json.loads(out))
+    want = (
+        df.groupby("codec")
+        .agg(
+            images=("bpp", "size"),
+            encode_mp_per_s=("encode_mp_per_s", "median"),
+            decode_mp_per_s=("decode_mp_per_s", "median"),
+            median_bpp=("bpp", "median"),
+            mean_bpp=("bpp", "mean"),
+        )
+        .sort_values("encode_mp_per_s", ascending=False)
+        .reset_index()
+    )
+    assert got["codec"].tolist() == ["jpeg", "jxl", "avif"]
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-12)
+    assert "speed: per codec: median encode and decode megapixels" in query.build_parser().format_help()
