@@ -82,6 +82,16 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--pretrained-file", help="ImageNet backbone weights from a local timm weight file instead"
     )
+    p.add_argument(
+        "--init-checkpoint",
+        help="start from this prfeval checkpoint of the same model (e.g. fine-tune the packaged one)",
+    )
+    p.add_argument(
+        "--val-every",
+        type=int,
+        default=1,
+        help="validate after every N-th epoch and after the last (default 1)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --output after its last epoch")
     p.add_argument(
         "--loader-workers", type=int, default=0, help="image-decoding processes per worker (default 0)"
@@ -117,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-size": args.batch_size,
         "--crops-per-triplet": args.crops_per_triplet,
         "--log-every": args.log_every,
+        "--val-every": args.val_every,
     }
     for flag, value in positive.items():
         if value < 1:
@@ -144,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         pretrained=args.pretrained,
         pretrained_file=args.pretrained_file,
+        init_checkpoint=args.init_checkpoint,
+        val_every=args.val_every,
         workers=args.workers,
         use_gpu=args.use_gpu,
         cpus_per_worker=args.cpus_per_worker,

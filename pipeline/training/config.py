@@ -20,7 +20,11 @@ class TrainConfig:
     ``crops_per_triplet`` times. The learning rate warms up linearly over ``warmup_steps`` then follows a cosine
     to ``lr * min_lr_ratio`` at the last planned epoch. ``label_smoothing`` ``e`` trains on ``l (1 - e) + e / 2``
     instead of the label ``l`` (hard 0/1 labels become ``e / 2`` and ``1 - e / 2``), which bounds the logits the
-    model learns for pairs it can tell apart; validation metrics always use the labels as given.
+    model learns for pairs it can tell apart; validation metrics always use the labels as given. Each triplet's
+    loss is multiplied by its ``weight`` and divided by the mean weight of the training triplets (all weights 1:
+    the plain mean). ``init_checkpoint`` starts from a prfeval checkpoint of the same model (e.g. to fine-tune the
+    packaged one) instead of random or ImageNet weights. Validation runs after every ``val_every``-th epoch and
+    after the last.
     """
 
     triplets: str
@@ -42,6 +46,8 @@ class TrainConfig:
     seed: int = 0
     pretrained: bool = False
     pretrained_file: str | None = None
+    init_checkpoint: str | None = None
+    val_every: int = 1
     workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
@@ -69,11 +75,14 @@ class TrainConfig:
         "seed",
         "pretrained",
         "pretrained_file",
+        "init_checkpoint",
     )
 
     def identity(self, val_refs: list[str]) -> dict:
         """What a resumed run must share with the run it continues: the settings, the triplets, the split."""
         key = {k: getattr(self, k) for k in self._FINGERPRINT}
+        if key["init_checkpoint"] is None:  # runs from before the option keep their fingerprint
+            del key["init_checkpoint"]
         synthetic = is_synthetic_uri(self.triplets)
         key["triplets"] = self.triplets if synthetic else storage.canonical(self.triplets)
         key["val_refs"] = sorted(val_refs)
@@ -99,13 +108,14 @@ class TrainConfig:
             "crops_per_triplet",
             "seed",
             "pretrained",
+            "init_checkpoint",
             "workers",
             "val_fraction",
             "holdout",
         )
         return {k: getattr(self, k) for k in keep} | {
             "optimizer": "AdamW",
-            "loss": "binary cross-entropy on logits",
+            "loss": "binary cross-entropy on logits, weighted by the triplets' weight",
         }
 
 

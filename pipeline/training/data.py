@@ -61,7 +61,8 @@ def steps_per_epoch(n_triplets: int, *, crops_per_triplet: int, world: int, batc
 class TripletSamples(torch.utils.data.Dataset):
     """Augmented training samples: item ``(epoch, i)`` is triplet ``i % n`` cropped with its own seeded draw.
 
-    Returns float tensors in [0, 1] of shape (3, crop, crop) for O, A, B and the (possibly swapped) label.
+    Returns float tensors in [0, 1] of shape (3, crop, crop) for O, A, B, the (possibly swapped) label and the
+    triplet's loss weight (its ``weight``, 1 when the row has none).
     """
 
     def __init__(
@@ -96,7 +97,12 @@ class TripletSamples(torch.utils.data.Dataset):
         params = augment.draw(rng, o.shape[0], o.shape[1], self.crop, flips=self.flips)
         o, a, b, label = augment.apply(o, a, b, float(row["label"]), params, self.crop)
         as_tensor = [torch.from_numpy(x).permute(2, 0, 1).float().div_(255.0) for x in (o, a, b)]
-        return (*as_tensor, torch.tensor(label, dtype=torch.float32))
+        weight = float(row.get("weight", 1.0))
+        return (
+            *as_tensor,
+            torch.tensor(label, dtype=torch.float32),
+            torch.tensor(weight if np.isfinite(weight) else 1.0, dtype=torch.float32),
+        )
 
 
 def loader(

@@ -16,6 +16,7 @@ import sys
 import time
 
 import numpy as np
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -85,6 +86,12 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     from model import create_model
 
     torch.manual_seed(cfg.seed)
+    if cfg.init_checkpoint:
+        from model import load_checkpoint
+
+        net = create_model(cfg.model)
+        net.load_state_dict(load_checkpoint(cfg.init_checkpoint, expected_model=cfg.model).model.state_dict())
+        return net
     if cfg.pretrained_file:
         return create_model(cfg.model, pretrained_file=cfg.pretrained_file)
     if cfg.pretrained:
@@ -145,6 +152,8 @@ def train_loop_per_worker(config: dict) -> dict | None:
         say(f"resuming after epoch {done} from {storage.display(run['latest']['checkpoint'])}")
 
     samples = data.TripletSamples(train_rows, crop=crop, seed=cfg.seed, cache_bytes=cfg.cache_mb << 20)
+    weights = np.array([float(r.get("weight", 1.0)) for r in train_rows])
+    mean_weight = float(weights.mean()) if len(weights) and weights.mean() > 0 else 1.0
     per_epoch = data.steps_per_epoch(
         len(train_rows), crops_per_triplet=cfg.crops_per_triplet, world=world, batch_size=cfg.batch_size
     )
@@ -165,12 +174,13 @@ def train_loop_per_worker(config: dict) -> dict | None:
             samples, indices, epoch=epoch, batch_size=cfg.batch_size, workers=cfg.loader_workers
         )
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
-        for i, (o, a, b, y) in enumerate(batches, start=1):
+        for i, (o, a, b, y, w) in enumerate(batches, start=1):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step, total_steps)
             logits = module(o.to(device), a.to(device), b.to(device))
             target = y.to(device) * (1 - cfg.label_smoothing) + cfg.label_smoothing / 2
-            loss = F.binary_cross_entropy_with_logits(logits, target)
+            per_triplet = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            loss = (per_triplet * w.to(device)).mean() / mean_weight
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -188,7 +198,8 @@ def train_loop_per_worker(config: dict) -> dict | None:
         train_seconds = time.perf_counter() - started
 
         val_metrics = None
-        if len(val):
+        frame = None
+        if len(val) and (epoch % max(1, cfg.val_every) == 0 or epoch == cfg.epochs):
             started_val = time.perf_counter()
             _sync_buffers(net)
             mine = validate.score_frame(net, val, batch_size=cfg.val_batch_size, shard=(rank, world))
@@ -202,6 +213,13 @@ def train_loop_per_worker(config: dict) -> dict | None:
             val_metrics["seconds"] = round(time.perf_counter() - started_val, 2)
         if rank == 0:
             summary = _save_epoch(cfg, net, optimizer, run, epoch, train_loss, train_seconds, val_metrics)
+            if frame is not None:  # the held-out logits, for figures beyond the summary (e.g. per answer)
+                keep = ["ref_id", "a_uri", "b_uri", "label", "votes", "weight", "family", "logit"]
+                frame = frame[[c for c in keep if c in frame.columns]]
+                tables.write_parquet(
+                    state.validation_file(cfg.output, epoch),
+                    pa.Table.from_pandas(frame, preserve_index=False),
+                )
         report = {"epoch": epoch, "train_loss": train_loss}
         if val_metrics:
             report |= {f"val_{k}": val_metrics[k] for k in ("accuracy", "two_afc", "bce")}

@@ -185,7 +185,15 @@ def _print_new_epochs(cfg: TrainConfig, shown: set[int], log: Callable[[str], No
 
 def _absolute_paths(cfg: TrainConfig) -> None:
     """Local paths made absolute: the workers run in folders of their own, and on other machines."""
-    for name in ("output", "images", "originals", "pretrained_file", "ray_storage", "triplets"):
+    for name in (
+        "output",
+        "images",
+        "originals",
+        "pretrained_file",
+        "init_checkpoint",
+        "ray_storage",
+        "triplets",
+    ):
         uri = getattr(cfg, name)
         if uri and storage.is_local(uri) and not (name == "triplets" and synthetic.is_synthetic_uri(uri)):
             setattr(cfg, name, storage.canonical(uri))

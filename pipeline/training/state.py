@@ -36,6 +36,10 @@ def optimizer_file(output: str, epoch: int) -> str:
     return storage.join(output, "checkpoints", f"epoch-{epoch:04d}.optim.safetensors")
 
 
+def validation_file(output: str, epoch: int) -> str:
+    return storage.join(output, f"validation/epoch-{epoch:04d}.parquet")
+
+
 def final_checkpoint(output: str, model: str) -> str:
     return storage.join(output, f"{model}.safetensors")
 

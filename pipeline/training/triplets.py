@@ -5,8 +5,10 @@ Inputs (any URI):
 * a table (CSV with a header, or Parquet) with ``ref_uri, a_uri, b_uri, label``: ``label`` is P(A closer to the
   reference), hard (0/1) or soft (the fraction of raters who preferred A, as in BAPPS). Optional columns:
   ``ref_id`` (the unit of the train/validation split; default ``ref_uri``), ``family`` (a distortion family for
-  per-family accuracy), ``a_bpp``/``b_bpp`` (rates, for accuracy per bpp bucket) and ``split`` (``train``/``val``,
-  to impose a split; constant per ``ref_id``). Relative URIs resolve against ``images`` or the table's folder.
+  per-family accuracy), ``a_bpp``/``b_bpp`` (rates, for accuracy per bpp bucket), ``votes`` (how many answers the label
+  summarises), ``weight`` (the triplet's weight in the training loss, a number >= 0, default 1; e.g. the number of
+  answers, so a pair judged by twelve raters counts twelve times one judged once) and ``split``
+  (``train``/``val``, to impose a split; constant per ``ref_id``). Relative URIs resolve against ``images`` or the table's folder.
 * a CLIC perceptual-track CSV (no header: ``OriginalFile,FileA,FileB,T``, ``T = 0`` when A is closer) whose file
   names are relative to ``images`` (default: the CSV's folder). Rows naming the same original and the same two
   images (either way round) become one triplet whose soft label is the fraction of rows preferring A.
@@ -23,7 +25,19 @@ import pyarrow as pa
 from pipeline import clic
 from pipeline.io import storage, tables
 
-COLUMNS = ["ref_id", "ref_uri", "a_uri", "b_uri", "label", "family", "a_bpp", "b_bpp", "votes", "split"]
+COLUMNS = [
+    "ref_id",
+    "ref_uri",
+    "a_uri",
+    "b_uri",
+    "label",
+    "family",
+    "a_bpp",
+    "b_bpp",
+    "votes",
+    "weight",
+    "split",
+]
 REQUIRED = ("ref_uri", "a_uri", "b_uri", "label")
 SPLITS = ("train", "val")
 _TEXT_COLUMNS = {"ref_id": pa.string(), "split": pa.string()}  # read as text even when they look like numbers
@@ -76,6 +90,16 @@ def from_table(df: pd.DataFrame, base: str, *, name: str = "table") -> pd.DataFr
     for col in ("a_bpp", "b_bpp"):
         out[col] = pd.to_numeric(df[col], errors="coerce") if col in df.columns else np.nan
     out["votes"] = pd.to_numeric(df["votes"], errors="coerce").fillna(1) if "votes" in df.columns else 1
+    out["weight"] = 1.0
+    if "weight" in df.columns:
+        weight = pd.to_numeric(df["weight"], errors="coerce")
+        bad = weight.isna() | ~np.isfinite(weight) | (weight < 0)
+        if bad.any():
+            raise TripletError(
+                f"{name}: weight must be a finite number >= 0 on {_rows_text(df.index[bad])}, "
+                f"e.g. {df['weight'][bad].iloc[0]!r}"
+            )
+        out["weight"] = weight.astype(np.float64)
     out["split"] = None
     if "split" in df.columns:
         split = df["split"].map(lambda v: None if v is None or pd.isna(v) else str(v).strip().lower())
@@ -111,6 +135,7 @@ def from_clic(rows: pd.DataFrame, images: str, originals: str | None = None) -> 
                 "a_bpp": np.nan,
                 "b_bpp": np.nan,
                 "votes": r["votes"],
+                "weight": 1.0,
                 "split": None,
             }
             for r in out.values()

@@ -8,6 +8,7 @@ accuracy well above chance is learned. Four of the sixteen textures are held out
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -155,6 +156,14 @@ def test_training_learns_the_rule_writes_s3_checkpoints_and_resumes(ray_local, s
         assert f"run/checkpoints/epoch-{epoch:04d}.safetensors" in keys
         assert f"run/checkpoints/epoch-{epoch:04d}.optim.safetensors" in keys
     assert {"run/train.json", "run/triplets.parquet", "run/prfnet-tiny.safetensors"} <= keys
+    # the held-out logits of every validated epoch, one row per held-out triplet, as the summary counts them
+    for epoch in (1, 2):
+        assert f"run/validation/epoch-{epoch:04d}.parquet" in keys
+    logits = pd.read_parquet(
+        io.BytesIO(storage.read_bytes(storage.join(out, "validation", "epoch-0002.parquet")))
+    )
+    assert len(logits) == 16 and set(logits["ref_id"]) == set(HOLDOUT.split(","))
+    assert metrics.summarize(logits)["accuracy"] == pytest.approx(reported["accuracy"], abs=1e-9)
     ck = load_checkpoint(final, expected_model="prfnet-tiny")
     assert ck.metadata["epoch"] == 2 and ck.sha256 == run["latest"]["sha256"]
     assert ck.metadata["data"]["source"] == storage.display(triplets)
@@ -199,4 +208,9 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert "ImageNet weights exist only for the unmodified" in capsys.readouterr().err
     assert train_job.main(["--triplets", triplets, *base, "--workers", "0"]) == 2
     assert train_job.main(["--triplets", triplets, *base, "--label-smoothing", "1"]) == 2
+    assert train_job.main(["--triplets", triplets, *base, "--val-every", "0"]) == 2
+    assert (
+        train_job.main(["--triplets", triplets, *base, "--init-checkpoint", str(tmp_path / "none.st")]) == 2
+    )
+    assert "none.st" in capsys.readouterr().err
     assert not storage.exists(storage.join(out, "train.json"))

@@ -54,6 +54,7 @@ def test_table_with_soft_labels_resolves_relative_uris(tmp_path):
     assert list(out["ref_id"]) == list(out["ref_uri"])  # the split unit defaults to the reference image
     assert list(out["family"]) == ["jpeg", "blur", ""]
     assert out["a_bpp"].isna().all()
+    assert list(out["weight"]) == [1.0, 1.0, 1.0]  # no weight column: every triplet weighs 1
     # Parquet reads the same, and --images overrides the base folder
     df.to_parquet(tmp_path / "t.parquet")
     again = read_triplets(str(tmp_path / "t.parquet"), images="/data")
@@ -74,6 +75,10 @@ def test_table_with_soft_labels_resolves_relative_uris(tmp_path):
             {"ref_uri": ["r"], "a_uri": ["a"], "b_uri": ["b"], "label": [1], "split": ["test"]},
             "split must be",
         ),
+        (
+            {"ref_uri": ["r"], "a_uri": ["a"], "b_uri": ["b"], "label": [1], "weight": [-2]},
+            "weight must be a finite number >= 0 on row(s) 2",
+        ),
     ],
 )
 def test_bad_tables_are_refused_with_the_reason(tmp_path, frame, message):
@@ -83,6 +88,20 @@ def test_bad_tables_are_refused_with_the_reason(tmp_path, frame, message):
         TripletError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
     ):
         read_triplets(uri)
+
+
+def test_a_weight_column_is_kept(tmp_path):
+    uri = str(tmp_path / "t.parquet")
+    pd.DataFrame(
+        {
+            "ref_uri": ["r", "r"],
+            "a_uri": ["a", "c"],
+            "b_uri": ["b", "d"],
+            "label": [0.6, 1.0],
+            "weight": [12, 0],
+        }
+    ).to_parquet(uri)
+    assert list(read_triplets(uri)["weight"]) == [12.0, 0.0]
 
 
 def test_clic_csv_becomes_soft_labels_per_unordered_pair(tmp_path):
@@ -214,13 +233,16 @@ def _write_triplet(folder, size=(40, 48)) -> dict:
 def test_samples_are_the_same_whoever_draws_them(tmp_path):
     row = _write_triplet(tmp_path)
     ds = data.TripletSamples([row], crop=32, seed=1)
-    o, a, b, y = ds[(3, 5)]
+    o, a, b, y, w = ds[(3, 5)]
+    assert float(w) == 1.0  # a row without a weight weighs 1
     assert o.shape == (3, 32, 32) and o.dtype == torch.float32 and 0 <= float(o.min()) <= float(o.max()) <= 1
     again = data.TripletSamples([row], crop=32, seed=1)[(3, 5)]
-    for x, z in zip((o, a, b, y), again, strict=True):
+    for x, z in zip((o, a, b, y, w), again, strict=True):
         assert torch.equal(x, z)
     batch = next(iter(data.loader(ds, [0, 1, 2], epoch=1, batch_size=3)))
-    assert [t.shape[0] for t in batch] == [3, 3, 3, 3]
+    assert [t.shape[0] for t in batch] == [3, 3, 3, 3, 3]
+    weighted = data.TripletSamples([row | {"weight": 7.0}], crop=32, seed=1)[(3, 5)]
+    assert float(weighted[4]) == 7.0 and torch.equal(weighted[0], o)
     in_processes = next(iter(data.loader(ds, [0, 1, 2], epoch=1, batch_size=3, workers=2)))
     for x, z in zip(batch, in_processes, strict=True):
         assert torch.equal(x, z)
