@@ -117,6 +117,7 @@ class PairScorer:
         self.patch_size = int(self.meta["patch_size"])
         self.min_size = int(self.meta.get("min_size", 32))
         self.precision = precision
+        self._fitted_for: tuple[int, int] | None = None  # the patch size a CUDA batch size was chosen for
         if batch_size:
             self.batch_size = int(batch_size)
         elif self.device.type == "cuda":
@@ -156,16 +157,17 @@ class PairScorer:
 
     # --- batch size from device memory -----------------------------------------------------------------------
 
-    def patch_bytes(self, probe: int = PROBE_BATCH) -> int:
-        """Peak CUDA memory per patch of one probe batch through encode and projection (at ``patch_size``)."""
+    def patch_bytes(self, probe: int = PROBE_BATCH, size: tuple[int, int] | None = None) -> int:
+        """Peak CUDA memory per patch of one probe batch through encode and projection (``size``: h, w)."""
         import torch
 
+        h, w = size or (self.patch_size, self.patch_size)
         dev = self.device
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
         with torch.inference_mode(), self._autocast():
-            x = torch.rand(probe, 3, self.patch_size, self.patch_size, device=dev)
+            x = torch.rand(probe, 3, h, w, device=dev)
             out = self.model.encode_projected(x)
         torch.cuda.synchronize(dev)
         peak = torch.cuda.max_memory_allocated(dev) - base
@@ -179,10 +181,14 @@ class PairScorer:
         free, _total = torch.cuda.mem_get_info(self.device)
         return int(free + torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device))
 
-    def fit_batch_size(self) -> int:
-        """The encode batch size for this CUDA device's free memory (:func:`batch_size_for_memory`)."""
+    def fit_batch_size(self, size: tuple[int, int] | None = None) -> int:
+        """The encode batch size for this CUDA device's free memory (:func:`batch_size_for_memory`).
+
+        ``size`` (h, w) of the patches, default ``patch_size``; :meth:`project` fits again for other sizes.
+        """
+        self._fitted_for = size or (self.patch_size, self.patch_size)
         try:
-            per_patch = self.patch_bytes()
+            per_patch = self.patch_bytes(size=self._fitted_for)
             free = self.free_bytes()
         except RuntimeError as e:  # e.g. memory statistics unavailable
             log.warning("cannot measure CUDA memory (%s); batch size %d", e, DEFAULT_BATCH["cuda"])
@@ -206,6 +212,9 @@ class PairScorer:
         """
         import torch
 
+        size = tuple(patches.shape[-2:])
+        if self._fitted_for is not None and size != self._fitted_for:  # chosen for another patch size
+            self.batch_size = self.fit_batch_size(size)
         feats: list[list] = []
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(patches), self.batch_size):

@@ -97,7 +97,7 @@ def test_batch_size_for_memory_safety_factor():
 
 def test_cuda_batch_size_comes_from_free_memory(tiny, monkeypatch):
     """A CUDA scorer without a batch size measures one probe batch and sizes batches from free memory."""
-    monkeypatch.setattr(PairScorer, "patch_bytes", lambda self, probe=4: 12 * MiB)
+    monkeypatch.setattr(PairScorer, "patch_bytes", lambda self, probe=4, size=None: 12 * MiB)
     monkeypatch.setattr(PairScorer, "free_bytes", lambda self: 6_000 * MiB)
     assert PairScorer(tiny, device="cuda").batch_size == 248  # 3000 / 12 = 250 -> 248
     assert PairScorer(tiny, device="cuda", batch_size=7).batch_size == 7
@@ -105,11 +105,26 @@ def test_cuda_batch_size_comes_from_free_memory(tiny, monkeypatch):
 
 
 def test_cuda_batch_size_falls_back_when_memory_cannot_be_measured(tiny, monkeypatch):
-    def fail(self, probe=4):
+    def fail(self, probe=4, size=None):
         raise RuntimeError("no memory statistics")
 
     monkeypatch.setattr(PairScorer, "patch_bytes", fail)
     assert PairScorer(tiny, device="cuda").batch_size == DEFAULT_BATCH["cuda"]
+
+
+def test_cuda_batch_size_is_fitted_again_for_other_patch_sizes(tiny, monkeypatch):
+    """``--patch`` other than the model's: the per-patch footprint follows the area, and so does the batch."""
+    monkeypatch.setattr(PairScorer, "patch_bytes", lambda self, probe=4, size=None: size[0] * size[1] * 1024)
+    monkeypatch.setattr(PairScorer, "free_bytes", lambda self: 4_000 * MiB)
+    scorer = PairScorer(tiny, device="cpu")  # the fitting is what is under test; the model runs on the CPU
+    assert scorer._fitted_for is None and scorer.batch_size == 16
+    scorer.batch_size = scorer.fit_batch_size()  # what a CUDA scorer does in __init__
+    assert scorer._fitted_for == (128, 128) and scorer.batch_size == 120  # 2000 MiB / 16 MiB = 125 -> 120
+    scorer.project(group_patches(2, 1, size=64).reshape(3, 3, 64, 64))
+    assert scorer._fitted_for == (64, 64) and scorer.batch_size == 496  # 2000 MiB / 4 MiB = 500 -> 496
+    given = PairScorer(tiny, device="cpu", batch_size=8)
+    given.project(group_patches(2, 1, size=64).reshape(3, 3, 64, 64))
+    assert given.batch_size == 8
 
 
 @pytest.mark.gpu
