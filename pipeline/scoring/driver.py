@@ -543,6 +543,8 @@ def run_groups(
         checkpoint_sha256=summary.checkpoint_sha256 or run.record["checkpoint_sha256"],
         status=FINISHED if not summary.failed_groups else INCOMPLETE,
     )
+    if summary.actors:  # the pool the last scoring pass used (see plan_pool)
+        run.update(pool={"actors": summary.actors, "cpus_per_actor": summary.cpus_per_actor})
     if finish:
         run.finish()
     return summary, run
