@@ -97,8 +97,8 @@ def build_parser() -> ArgumentParser:
         default=[],
         metavar="NAME=VALUE",
         help="change of a metric tolerated before it is a regression, e.g. butteraugli=0.1 (repeatable; default: "
-        "the metric's own margin, `prfeval metrics` lists them); every metric of --metrics beyond PSNR and "
-        "MS-SSIM is a criterion, judged in its direction (lower is better for Butteraugli, CIEDE2000)",
+        "the metric's own margin, listed in regress.json's criteria); every metric of --metrics beyond PSNR, "
+        "PSNR-Y and MS-SSIM is a criterion, judged in its direction (lower is better for Butteraugli, CIEDE2000)",
     )
     p.add_argument(
         "--gate",
