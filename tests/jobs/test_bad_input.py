@@ -427,3 +427,31 @@ def test_bad_codec_table_is_refused_before_ray_starts(tmp_path, local_manifest, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        ("ref_id,ref_uri,dist_id,dist_uri,codec,dist_uri", "named more than once: 'dist_uri'"),
+        ("ref_id,ref_uri,dist_id,dist_uri,codec,note,note", "named more than once: 'note'"),
+        ("ref_id,ref_uri,dist_id,codec", "missing required column(s) dist_uri"),
+    ],
+    ids=["duplicated-required", "duplicated-extra", "missing-required"],
+)
+def test_a_manifest_fault_is_one_usage_error(tmp_path, capsys, header, words):
+    """A fault of the manifest as a whole: exit 2 with one line naming it, before any work (nothing written)."""
+    cells = {
+        "ref_id": "r",
+        "ref_uri": "a.png",
+        "dist_id": "d",
+        "dist_uri": "b.png",
+        "codec": "jpeg",
+        "note": "n",
+    }
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(header + "\n" + ",".join(cells[c] for c in header.split(",")) + "\n")
+    out = tmp_path / "out"
+    assert evaluate.main(["--manifest", str(manifest), "--output", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (out / "images").exists()
