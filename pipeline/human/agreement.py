@@ -305,6 +305,27 @@ def method_scores(
     return [str(i) for i in point.items], point.scores, samples
 
 
+def score_table(
+    pairs: pd.DataFrame,
+    judges: Mapping[str, Sequence[float] | np.ndarray],
+    *,
+    prior: float = bt.DEFAULT_PRIOR,
+) -> pd.DataFrame:
+    """One row per method: its Bradley–Terry score from the human labels (``people``) and from each judge (point
+    fits, the weights of :func:`method_scores`); the data of the ranking scatter."""
+    _check_pairs(pairs)
+    a, b = pairs["a"].to_numpy(dtype=object), pairs["b"].to_numpy(dtype=object)
+    n = (pairs["n_a"] + pairs["n_b"]).to_numpy(np.float64)
+    human = np.divide(pairs["n_a"].to_numpy(np.float64), n, out=np.full(len(n), np.nan), where=n > 0)
+    p, w = _bt_inputs(pairs, human)
+    point = bt.fit(a, b, p, weights=w, prior=prior)
+    out = pd.DataFrame({"method": [str(i) for i in point.items], "people": point.scores})
+    for name, pref in judges.items():
+        p, w = _bt_inputs(pairs, _pref(pairs, pref))
+        out[name] = bt.fit(a, b, p, items=point.items, weights=w, prior=prior).scores
+    return out
+
+
 def _correlations(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 3:
@@ -430,4 +451,5 @@ __all__ = [
     "preference_from_scores",
     "rank_correlation",
     "ratio_bootstrap",
+    "score_table",
 ]
