@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     summary = run_evaluate(cfg)
     print_summary(summary)
+    print(f"judge: prfnet ({args.model}, checkpoint sha256 {summary.checkpoint_sha256 or 'untrained'})")
     print("[3/3] report")
     try:
         report = make_report(results_out, ReportOptions(n_boot=args.n_boot))

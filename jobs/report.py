@@ -16,9 +16,9 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="prfeval report",
         description="Leaderboard report from a results folder: Bradley–Terry ratings of codecs per bpp bucket "
-        "with bootstrap intervals over reference images, BD-rate against an anchor on PSNR, MS-SSIM and the "
-        "PRFNet score, rate–quality plots and the pairs where PRFNet and PSNR disagree most. Writes "
-        "<output>/report/.",
+        "with bootstrap intervals over reference images, BD-rate against an anchor on PSNR, MS-SSIM, every other "
+        "metric measured and the PRFNet score, rate–quality plots, encode/decode speed per codec (results of a "
+        "sweep) and the pairs where PRFNet and PSNR disagree most. Writes <output>/report/.",
     )
     p.add_argument("--results", required=True, help="results folder URI (the --output of prfeval evaluate)")
     p.add_argument("--output", required=True, help="folder URI that receives report/")
@@ -48,6 +48,12 @@ def build_parser() -> ArgumentParser:
         type=int,
         default=6,
         help="pairs shown where PRFNet and PSNR disagree (default: 6)",
+    )
+    p.add_argument(
+        "--judge",
+        default="prfnet",
+        help="whose pairwise preferences the leaderboards fit: prfnet (default) or a metric of the images "
+        "(e.g. psnr, ms_ssim, butteraugli: 1 when A is better by the metric's direction, 0.5 on ties)",
     )
     return p
 
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         alpha=args.alpha,
         seed=args.seed,
         top_disagreements=args.top_disagreements,
+        judge=args.judge,
     )
     try:
         report = make_report(args.results, options)

@@ -18,6 +18,7 @@ import json
 
 from pipeline.io import storage
 from pipeline.report.document import Report, ReportInputError, ReportOptions, build
+from pipeline.report.judge import judge_pairs
 from pipeline.scoring import results
 
 __all__ = ["Report", "ReportInputError", "ReportOptions", "build", "make_report", "report_dir", "write"]
@@ -39,6 +40,10 @@ def make_report(results_uri: str, options: ReportOptions) -> Report:
             "(is this the --output of prfeval evaluate?)"
         )
     pairs = results.read_table(results_uri, "pairs")
+    try:
+        pairs = judge_pairs(images, pairs, options.judge)
+    except ValueError as e:
+        raise ReportInputError(str(e)) from None
     errors = results.read_table(results_uri, "errors")
     run = results.read_run(results_uri)
     return build(images, pairs, errors, run, options, source=results_uri)

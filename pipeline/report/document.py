@@ -48,6 +48,7 @@ class ReportOptions:
     seed: int = 0
     top_disagreements: int = 6
     figures: bool = True  # False: no matplotlib figures (a JSON/Markdown-only report, faster)
+    judge: str = "prfnet"  # or a metric: the leaderboards on its pairwise preferences (pipeline.report.judge)
 
 
 @dataclass
@@ -262,6 +263,7 @@ def build(
             "top_disagreements": options.top_disagreements,
             "anchor": anchor,
             "anchor_choice": anchor_choice,
+            **({"judge": options.judge} if options.judge != "prfnet" else {}),
         },
         "counts": {
             "images": len(images),
