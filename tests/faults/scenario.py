@@ -2,7 +2,8 @@
 
     python tests/faults/scenario.py SCENARIO WORKDIR
 
-Scenarios: node-replaced, node-lost, actor-killed, multi-node, single-node, run (a plain local run, for reruns).
+Scenarios: node-replaced, node-lost, actor-killed, multi-node, small-nodes (three 1-CPU nodes, default pool
+options, a worker lost mid-run and replaced), single-node, run (a plain local run, for reruns).
 Prints one JSON line ``{"exit": code, "seconds": s, "stderr_tail": ...}`` at the end; the test checks the outputs.
 """
 
@@ -114,20 +115,28 @@ def main() -> int:
 
     start = time.time()
     box: dict = {}
-    if scenario in ("node-replaced", "node-lost", "multi-node"):
+    if scenario in ("node-replaced", "node-lost", "multi-node", "small-nodes"):
         from ray.cluster_utils import Cluster
 
-        cluster = Cluster(
-            initialize_head=True, head_node_args={"num_cpus": 0 if scenario != "multi-node" else 1}
-        )
+        small = scenario in ("multi-node", "small-nodes")
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1 if small else 0})
         if scenario == "multi-node":
             cluster.add_node(num_cpus=1)
             cluster.add_node(num_cpus=1, num_gpus=1)
+        elif scenario == "small-nodes":
+            worker = cluster.add_node(num_cpus=1)
+            cluster.add_node(num_cpus=1)
         else:
             worker = cluster.add_node(num_cpus=2)
         ray.init(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes()
-        if scenario == "multi-node":
+        if scenario == "small-nodes":  # the pool's defaults, sized to the nodes
+            t, box = evaluate_in_thread([*argv, "--stall-timeout", "240"])
+            assert wait_for(lambda: images_done(output) >= 2), "the run never started"
+            cluster.remove_node(worker, allow_graceful=False)
+            cluster.add_node(num_cpus=1)
+            t.join(timeout=600)
+        elif scenario == "multi-node":
             t, box = evaluate_in_thread([*argv, "--actors", "2", "--cpus-per-actor", "0.5"])
             t.join()
         else:

@@ -52,6 +52,17 @@ def test_worker_node_replaced_mid_run(tmp_path):
     assert_complete_once(str(tmp_path / "out"))
 
 
+def test_small_nodes_default_pool_survives_a_lost_node(tmp_path):
+    """Three 1-CPU nodes with the default options: actors of one node's CPU (not the cluster's total less one),
+    one per node but one left to decode; a worker lost mid-run and replaced; every row exactly once."""
+    res = scenario("small-nodes", tmp_path)
+    assert res["exit"] == 0, res
+    assert_complete_once(str(tmp_path / "out"))
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["pool"] == {"actors": 2, "cpus_per_actor": 1.0}
+    assert record["status"] == "finished" and record["counts"]["images"] == GROUPS * PER_GROUP
+
+
 def test_worker_node_lost_stops_in_bounded_time_and_rerun_finishes(tmp_path):
     t0 = time.time()
     res = scenario("node-lost", tmp_path)
