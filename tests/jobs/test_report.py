@@ -195,6 +195,25 @@ def test_bd_rate_on_real_sweep_curves_matches_bjontegaard(reported):
     assert ms["n_images"] == 1 and ms["reasons"] == "non-finite values: 2"
 
 
+def test_speed_from_the_sweep_timing_beside_the_bd_rate(reported):
+    source, folder, _ = reported
+    doc = json.loads((folder / "leaderboard.json").read_text())
+    images = results.read_table(source, "images")
+    assert {"encode_ms", "decode_ms", "encode_mp_per_s", "decode_mp_per_s"} <= set(images.columns)
+    speed = {r["codec"]: r for r in doc["speed"]["rows"]}
+    assert set(speed) == {"jpeg", EVIL}
+    for codec, g in images.groupby("codec"):
+        assert speed[codec]["encode_mp_per_s"] == pytest.approx(g["encode_mp_per_s"].median())
+        assert speed[codec]["decode_mp_per_s"] == pytest.approx(g["decode_mp_per_s"].median())
+        assert speed[codec]["n_images"] == len(g)
+    psnr = {r["codec"]: r for r in doc["bd_rate"]["axes"][0]["rows"]}
+    assert speed["jpeg"]["bd_rate"] == 0 and speed[EVIL]["bd_rate"] == pytest.approx(psnr[EVIL]["bd_rate"])
+    printed = md_tables((folder / "leaderboard.md").read_text())["Speed"]
+    assert [r["codec"] for r in printed] == [r["codec"] for r in doc["speed"]["rows"]]
+    assert printed[0]["encode MP/s"] == f"{doc['speed']['rows'][0]['encode_mp_per_s']:.3g}"
+    assert (folder / "plots" / "speed_bd_rate.png").exists()
+
+
 def test_by_setting_with_explicit_buckets(scored, tmp_path):
     out = tmp_path / "by-setting"
     args = ["--results", scored, "--output", str(out), "--by", "setting", "--buckets", "0,0.5,1,inf"]
@@ -436,6 +455,10 @@ PAGE_FACTS = """(() => ({
   })),
   crops: [...document.querySelectorAll('.triplet img')].map(i => i.complete && i.naturalWidth > 0),
   bdTables: [...document.querySelectorAll('table.bd-rate')].length,
+  speed: [...document.querySelectorAll('table.speed')].map(t => ({
+    visible: t.getBoundingClientRect().width > 0 && t.getBoundingClientRect().height > 0,
+    codecs: [...t.tBodies[0].rows].map(r => r.cells[0].textContent),
+  })),
 }))()"""
 
 
@@ -475,6 +498,9 @@ def test_report_renders_in_chromium_without_any_request(reported, browser, tmp_p
     assert all(f["loaded"] and f["width"] > 100 for f in facts["figures"])
     assert len(facts["crops"]) == 3 * len(doc["disagreements"]) > 0 and all(facts["crops"])
     assert facts["bdTables"] == len(doc["bd_rate"]["axes"])
+    assert len(facts["speed"]) == 1 and facts["speed"][0]["visible"]  # the sweep's timing, per codec
+    assert facts["speed"][0]["codecs"] == [r["codec"] for r in doc["speed"]["rows"]]  # EVIL shown as text
+    assert "figure-speed_bd_rate" in {f["id"] for f in facts["figures"]}
 
     png = browser.screenshot(tab)
     assert png.startswith(b"\x89PNG")
