@@ -57,34 +57,47 @@ def data_context(progress: bool = True):
 _CAUSE_LINE = re.compile(r"^\s*(?:\x1b\[[0-9;]*m)?([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+?)\s*$")
 
 
+def _chain(error: BaseException) -> list[BaseException]:
+    """``error`` and what is behind it: Ray's wrappers (``.cause``), ``raise ... from`` and ``during handling``."""
+    seen: list[BaseException] = []
+    todo = [error]
+    while todo:
+        e = todo.pop(0)
+        if any(e is s for s in seen):
+            continue
+        seen.append(e)
+        for inner in (getattr(e, "cause", None), e.__cause__, e.__context__):
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+    return seen
+
+
+def _ours(e: BaseException) -> bool:
+    return not type(e).__module__.startswith("ray.")
+
+
 def root_cause(error: BaseException) -> BaseException:
-    """The innermost exception behind ``error``: through Ray's wrappers (``.cause``) and ``raise ... from``."""
-    seen: set[int] = set()
-    while id(error) not in seen:
-        seen.add(id(error))
-        inner = getattr(error, "cause", None)
-        if not isinstance(inner, BaseException):
-            inner = error.__cause__
-        if inner is None:
-            break
-        error = inner
-    return error
+    """The innermost exception behind ``error`` that is not one of Ray's own wrappers (``error`` when none)."""
+    chain = _chain(error)
+    return next((e for e in reversed(chain) if _ours(e)), chain[-1])
 
 
 def describe_failure(error: BaseException) -> str:
     """One line naming why a Ray task or actor failed, e.g. ``CheckpointError: <uri>: ...``.
 
-    Ray's errors (an actor that died in its constructor, a task that raised) carry the remote traceback in their
-    message; its last ``Type: message`` line that is not Ray's own is the cause.
+    Ray's errors (an actor that died in its constructor, a task that raised) wrap the user's exception or carry
+    the remote traceback in their message; then its last ``Type: message`` line that is not Ray's own is the cause.
     """
     from pipeline.io.storage import redact
 
+    chain = _chain(error)
     cause = root_cause(error)
-    text = str(cause)
-    found = [m.groups() for m in map(_CAUSE_LINE.match, text.splitlines()) if m]
-    found = [(name, msg) for name, msg in found if not name.startswith("ray.")]
-    if type(cause).__module__.startswith("ray.") and found:
-        name, msg = found[-1]
-        return redact(f"{name.rsplit('.', 1)[-1]}: {msg}")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not _ours(cause):
+        for e in chain:
+            found = [m.groups() for m in map(_CAUSE_LINE.match, str(e).splitlines()) if m]
+            found = [(name, msg) for name, msg in found if not name.startswith("ray.")]
+            if found:
+                name, msg = found[-1]
+                return redact(f"{name.rsplit('.', 1)[-1]}: {msg}")
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
     return redact(f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__)

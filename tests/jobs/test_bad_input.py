@@ -455,3 +455,21 @@ def test_a_manifest_fault_is_one_usage_error(tmp_path, capsys, header, words):
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (out / "images").exists()
+
+
+@pytest.mark.slow
+def test_an_actor_that_cannot_start_ends_the_run_with_one_line(ray_local, tmp_path, local_manifest, capsys):
+    """A checkpoint whose header is sound but whose weights fit no prfnet-tiny passes the driver's check and fails
+    in every actor's constructor: one line naming the cause, exit 2, no Ray retry noise, no traceback."""
+    bad = tmp_path / "wrong-weights.safetensors"
+    bad.write_bytes(_safetensors({"model": "prfnet-tiny", "config": {}, "format_version": 1}))
+    manifest_uri, _ = local_manifest
+    out = str(tmp_path / "out")
+    argv = ["--manifest", manifest_uri, "--output", out, "--checkpoint", str(bad), "--no-progress"]
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "retries remaining" not in err
+    lines = [line for line in err.splitlines() if line.startswith("prfeval")]
+    assert len(lines) == 1, err
+    assert "scoring stopped: CheckpointError" in lines[0] and "weights do not match" in lines[0], err
+    assert "rerun the same command" in lines[0]
