@@ -45,26 +45,38 @@ def command(fn: Callable[[list[str] | None], int]) -> Callable[[Sequence[str] | 
     @functools.wraps(fn)
     def wrapper(argv: Sequence[str] | None = None) -> int:
         args = list(sys.argv[1:] if argv is None else argv)
+        before = os.environ.get(VERBOSE_ENV)
         if "--verbose" in args:
             os.environ[VERBOSE_ENV] = "1"
         try:
-            return fn(None if argv is None else list(argv))
-        except UsageError as e:
-            print(f"prfeval: error: {storage.redact(str(e))}", file=sys.stderr)
-            return EXIT_USAGE
-        except Exception as e:
-            log.debug("command failed", exc_info=True)
-            if verbose():
-                print(storage.redact(traceback.format_exc()), file=sys.stderr)
-                hint = ""
+            return _run(fn, argv)
+        finally:
+            if before is None:
+                os.environ.pop(VERBOSE_ENV, None)
             else:
-                hint = " (--verbose shows the full trace)"
-            text = str(e) if type(e).__module__.startswith(("pipeline.", "jobs.")) else describe_failure(e)
-            line = " ".join(text.split()) or type(e).__name__
-            print(f"prfeval: error: {storage.redact(line)}{hint}", file=sys.stderr)
-            return EXIT_USAGE
+                os.environ[VERBOSE_ENV] = before
 
     return wrapper
+
+
+def _run(fn: Callable[[list[str] | None], int], argv: Sequence[str] | None) -> int:
+    """``fn(argv)``, its errors turned into one line on stderr and an exit code (see :func:`command`)."""
+    try:
+        return fn(None if argv is None else list(argv))
+    except UsageError as e:
+        print(f"prfeval: error: {storage.redact(str(e))}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:
+        log.debug("command failed", exc_info=True)
+        if verbose():
+            print(storage.redact(traceback.format_exc()), file=sys.stderr)
+            hint = ""
+        else:
+            hint = " (--verbose shows the full trace)"
+        text = str(e) if type(e).__module__.startswith(("pipeline.", "jobs.")) else describe_failure(e)
+        line = " ".join(text.split()) or type(e).__name__
+        print(f"prfeval: error: {storage.redact(line)}{hint}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def add_verbose_option(p: argparse.ArgumentParser) -> None:

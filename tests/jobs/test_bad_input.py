@@ -473,3 +473,23 @@ def test_an_actor_that_cannot_start_ends_the_run_with_one_line(ray_local, tmp_pa
     assert len(lines) == 1, err
     assert "scoring stopped: CheckpointError" in lines[0] and "weights do not match" in lines[0], err
     assert "rerun the same command" in lines[0]
+
+
+def test_a_crash_is_one_line_and_exit_2_with_the_trace_under_verbose(capsys):
+    from jobs.common import command
+
+    @command
+    def main(argv):
+        raise RuntimeError("disk on fire\nwith details")
+
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err == "prfeval: error: RuntimeError: disk on fire (--verbose shows the full trace)\n"
+    assert main(["--verbose"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "Traceback" in err
+        and "with details" in err
+        and err.endswith("prfeval: error: RuntimeError: disk on fire\n")
+    )
+    assert ray_runtime.VERBOSE_ENV not in os.environ or os.environ[ray_runtime.VERBOSE_ENV] != "1"
