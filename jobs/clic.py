@@ -6,7 +6,7 @@ image decoded and encoded once however many rows name it, each unordered pair co
 ``pairs/``, ``errors/``, ``run.json``), so an interrupted run resumes where it stopped.
 
 Every CSV row gets a 0/1 in the submission, as CLIC requires. A row whose images could not all be read has no
-score: it is written with ``T = 0`` (A closer, the tie rule), listed in ``errors/clic-rows.parquet`` and on
+score: it is written with ``T = 0`` (A closer, the tie rule), listed in the ``errors`` table (unit ``clic-rows``) and on
 stderr, and the command exits 1.
 """
 
@@ -131,12 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     predictions = triplets[list(clic.COLUMNS)].assign(p_a=p, t=t)
     storage.write_text(storage.join(work, "predictions.csv"), predictions.to_csv(index=False))
     unscored = _unscored_rows(triplets, p, results.read_table(work, "errors"), run.run_id)
-    rows_file = storage.join(work, "errors", "clic-rows.parquet")
-    if unscored:
-        results.write_errors(work, "clic-rows", unscored, run.run_id)
-    elif storage.exists(rows_file):  # an earlier run's unscored rows are all scored now
-        fs, path = storage.filesystem(rows_file)
-        fs.rm(path)
+    # exactly these unscored rows (none: an earlier run's unscored rows are all scored now), published at once
+    results.replace_errors(work, "clic-rows", unscored, run.run_id)
     print(
         f"submission: {storage.display(args.output)}  ({len(triplets)} rows, {int((t == 0).sum())} with T=0)"
     )

@@ -169,9 +169,7 @@ def default_output(base: Side, cand: Side) -> str:
 
 
 def _is_results(uri: str) -> bool:
-    return storage.exists(storage.join(uri, "run.json")) or bool(
-        storage.listdir(storage.join(uri, "images"), ".parquet")
-    )
+    return storage.exists(storage.join(uri, "run.json")) or results.has_results(uri)
 
 
 def load_side(name: str, uri: str) -> Side:

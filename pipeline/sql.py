@@ -2,8 +2,9 @@
 
 Registration
 ------------
-Every table's Parquet files, from every results folder given (local, ``s3://`` or any fsspec URI), become one
-pyarrow dataset per folder (through :func:`pipeline.io.storage.arrow_filesystem`, so S3 goes through fsspec and no
+Every table's Parquet files, from every results folder given (local, ``s3://`` or any fsspec URI) — the compacted
+files its index ``_tables.json`` lists, or the per-group files of an older output or of a run that never ended
+(:func:`pipeline.scoring.results.dataset`) — become one pyarrow dataset per folder (through :func:`pipeline.io.storage.arrow_filesystem`, so S3 goes through fsspec and no
 DuckDB extension is needed — httpfs cannot be downloaded offline), with one schema unified over all files of all
 folders (declared columns first, carried and joined columns after, null-typed columns promoted). The folders'
 datasets are combined into one and registered with DuckDB as an Arrow object: DuckDB scans it lazily, pushing
@@ -32,11 +33,9 @@ Two independent guards:
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from pipeline.io import storage
 from pipeline.runs import registry as runs
@@ -93,44 +92,26 @@ def check_read_only(sql: str) -> None:
 
 
 def _files(folder: str, name: str) -> list[str]:
-    return storage.listdir(storage.join(folder, name), ".parquet")
-
-
-def _schemas(uris: list[str]) -> list[pa.Schema]:
-    """Footer schemas of ``uris`` (read concurrently: on an object store each is a round trip)."""
-    if not uris:
-        return []
-    fs, _ = storage.arrow_filesystem(uris[0])
-    paths = [storage.arrow_filesystem(u)[1] for u in uris]
-    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
-        return list(pool.map(lambda p: pq.read_schema(p, filesystem=fs), paths))
-
-
-def _unify(declared: pa.Schema, schemas: list[pa.Schema], what: str) -> pa.Schema:
-    try:
-        unified = pa.unify_schemas([declared, *schemas], promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise QueryError(f"the {what} files disagree on a column's type: {e}") from None
-    names = [*declared.names, *[n for n in unified.names if n not in declared.names]]
-    return pa.schema([unified.field(n) for n in names])
+    return results.table_files(folder, name)
 
 
 def folder_dataset(uris: list[str], schema: pa.Schema) -> ds.Dataset:
     """A lazy dataset over Parquet files of one folder (one filesystem), read with ``schema``."""
-    fs, _ = storage.arrow_filesystem(uris[0])
-    return ds.dataset(
-        [storage.arrow_filesystem(u)[1] for u in uris], schema=schema, format="parquet", filesystem=fs
-    )
+    return results.files_dataset(uris, schema)
 
 
 def table_dataset(folders: list[str], name: str, declared: pa.Schema | None = None):
-    """All Parquet files of table ``name`` under every folder, as one lazy dataset (or an empty table)."""
+    """Table ``name`` of every folder (its compacted files, or per-group files of older outputs) as one lazy
+    dataset with one schema unified over all folders (or an empty table)."""
     declared = declared if declared is not None else results.TABLES[name]
     per_folder = {f: _files(f, name) for f in folders}
     all_uris = [u for uris in per_folder.values() for u in uris]
     if not all_uris:
         return declared.empty_table()
-    schema = _unify(declared, _schemas(all_uris), name)
+    try:
+        schema = results.unified_schema(declared, all_uris)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise QueryError(f"the {name} files disagree on a column's type: {e}") from None
     parts = [folder_dataset(uris, schema) for uris in per_folder.values() if uris]
     return parts[0] if len(parts) == 1 else ds.dataset(parts)
 
@@ -169,7 +150,11 @@ def connect(folders: list[str], *, registry: str | None = None):
 
 
 def _any_table(folder: str) -> bool:
-    return storage.exists(storage.join(folder, "run.json")) or any(_files(folder, n) for n in VIEWS[:3])
+    return (
+        storage.exists(storage.join(folder, "run.json"))
+        or results.has_results(folder)
+        or any(_files(folder, n) for n in VIEWS[1:3])
+    )
 
 
 def execute(con, sql: str):

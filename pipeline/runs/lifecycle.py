@@ -97,8 +97,11 @@ def config_record(config: dict) -> dict:
 
 
 def finished_units(output: str, folder: str, suffix: str = ".parquet") -> set[str]:
-    """Names (without ``suffix``) of the files under ``<output>/<folder>/``: the units a run has finished."""
-    names = storage.listdir(storage.join(output, folder), suffix)
+    """Names (without ``suffix``) of the files under ``<output>/<folder>/`` and its ``_parts/``: the units a run
+    has finished. (Scoring runs, whose finished parts are compacted away, ask
+    :func:`pipeline.scoring.results.finished_groups` instead.)"""
+    base = storage.join(output, folder)
+    names = storage.listdir(base, suffix) + storage.listdir(storage.join(base, "_parts"), suffix)
     return {n.rsplit("/", 1)[-1].removesuffix(suffix) for n in names}
 
 

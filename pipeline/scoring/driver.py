@@ -8,7 +8,9 @@ The stages, each a plain function or class with a thin Ray adapter:
    (:mod:`pipeline.scoring.load`) — ahead of the actors, so a GPU never waits on image decoding;
 3. ``score`` (actor pool, one PRFNet replica per actor, GPU when the node has one): encode each image once,
    compare every requested pair from the cached features (:mod:`pipeline.scoring.scorer`);
-4. ``write`` (CPU tasks): the group's images/pairs/errors Parquet files (:mod:`pipeline.scoring.results`).
+4. ``write`` (CPU tasks): the group's images/pairs/errors Parquet parts (:mod:`pipeline.scoring.results`);
+5. when every group is done, the driver compacts the parts into a few large files per table and publishes them
+   with one index write (:mod:`pipeline.scoring.compaction`).
 
 Only the checkpoint's URI is sent to actors, never the weights.
 """
@@ -517,18 +519,21 @@ def run_groups(
         },
         registry=registry,
     )
-    done = run.finished("images")
+    done = results.finished_groups(cfg.output)  # in the published index, or a part present
     if cfg.retry_errors:
-        done -= run.finished("errors")
+        done -= results.error_groups(cfg.output)
     todo = [g for g in map(ReferenceGroup.of, groups) if g.key not in done]
     summary = EvaluateSummary(run_id=run.run_id, output=storage.display(cfg.output), groups_total=len(groups),
                               groups_skipped=len(groups) - len(todo))  # fmt: skip
     if errors:
-        results.write_errors(cfg.output, "input", errors, run.run_id)
+        if cfg.retry_errors or "input" not in results.table_keys(cfg.output, "errors"):
+            results.write_errors(cfg.output, "input", errors, run.run_id)
         summary.errors += len(errors)
     if todo:
         score_groups(todo, cfg, run_id=run.run_id, codec_table=codec_table, patch=patch,
                      min_size=int(info.get("min_size", 32)), summary=summary)  # fmt: skip
+    # the parts become a few large files per table, published at once; only buckets with new parts are rewritten
+    results.compact(cfg.output, expected_groups=len(groups))
     summary.seconds = time.perf_counter() - started
     run.update(
         counts={

@@ -1,25 +1,31 @@
 """The results folder: rows of a scored group, codec-metadata joins, idempotent Parquet writes, reading back.
 
-Layout (docs/architecture.md): ``images/``, ``pairs/``, ``errors/`` hold one Parquet file per reference group, named by the
-group's key, plus ``run.json``. Writing a group is idempotent: its files always have the same names, so a rerun
-overwrites instead of duplicating. ``images/<key>.parquet`` is written last and marks the group finished.
+Layout (docs/architecture.md, "Results folder layout"): while a run goes, ``images/``, ``pairs/`` and ``errors/``
+get one part per reference group, ``<table>/_parts/<key>.parquet``; writing a group is idempotent (its parts always
+have the same names, so a rerun overwrites instead of duplicating) and ``images/_parts/<key>.parquet`` is written
+last and marks the group finished. When the run ends the parts are compacted into a few large files per table,
+published by the index ``_tables.json`` (:mod:`pipeline.scoring.compaction`). Every reader goes through
+:func:`dataset` / :func:`read_table`, which read the index's files, or the per-group files of folders without one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from pipeline.io import schemas, storage
 from pipeline.io.jsonable import jsonable
 from pipeline.io.records import ErrorRow
 from pipeline.io.tables import parquet_bytes
+from pipeline.scoring import compaction
 from pipeline.scoring.load import LoadedGroup, MeasuredImage
 
 TABLES = {"images": schemas.IMAGES, "pairs": schemas.PAIRS, "errors": schemas.ERRORS}
@@ -160,20 +166,39 @@ def _declared(table: pa.Table) -> pa.Schema:
 
 
 def write_group(output: str, key: str, tables: dict[str, pa.Table]) -> None:
-    """Write one group's files: errors and pairs first, images last (its presence marks the group finished)."""
+    """Write one group's parts: errors and pairs first, images last (its presence marks the group finished)."""
     for name in ("errors", "pairs", "images"):
         table = tables[name]
-        uri = storage.join(output, name, f"{key}.parquet")
+        uri = compaction.part_uri(output, name, key)
         if name == "errors" and table.num_rows == 0:
-            _remove(uri)  # a stale errors file of an earlier attempt at this group
+            _remove(uri)  # a stale errors part of an earlier attempt at this group
+            _remove(storage.join(output, name, f"{key}.parquet"))  # and of an output in the per-group layout
             continue
         storage.write_bytes(uri, parquet_bytes(table))
 
 
 def finished_groups(output: str) -> set[str]:
-    """Keys of the groups whose results are complete in ``output``."""
-    names = storage.listdir(storage.join(output, "images"), ".parquet")
-    return {n.rsplit("/", 1)[-1].removesuffix(".parquet") for n in names}
+    """Keys of the groups whose results are complete in ``output``: in the index, or an images part present."""
+    index = compaction.read_index(output)
+    return compaction.index_keys(index, "images") | set(compaction.list_parts(output, "images", index)[0])
+
+
+def error_groups(output: str) -> set[str]:
+    """Keys of the groups (and other error units, e.g. ``input``) that recorded error rows in ``output``."""
+    index = compaction.read_index(output)
+    parts = compaction.list_parts(output, "errors", index)[0]
+    return compaction.index_keys(index, "errors", with_rows=True) | set(parts)
+
+
+def table_keys(output: str, name: str) -> set[str]:
+    """Keys whose rows ``name`` holds: published in the index or waiting in a part."""
+    index = compaction.read_index(output)
+    return compaction.index_keys(index, name) | set(compaction.list_parts(output, name, index)[0])
+
+
+def compact(output: str, *, expected_groups: int | None = None) -> bool:
+    """Fold the run's per-group parts into its compacted tables (:func:`pipeline.scoring.compaction.compact`)."""
+    return compaction.compact(output, expected_groups=expected_groups)
 
 
 def _remove(uri: str) -> None:
@@ -183,29 +208,81 @@ def _remove(uri: str) -> None:
 
 
 def write_errors(output: str, name: str, rows: list[dict | ErrorRow], run_id: str) -> None:
-    """Errors that belong to no group (e.g. manifest rows), as one file."""
+    """Errors that belong to no group (e.g. manifest rows), as one part named ``name``."""
     if rows:
         dicts = [r.to_dict(run_id) if isinstance(r, ErrorRow) else {"run_id": run_id, **r} for r in rows]
         table = schemas.conform(dicts, schemas.ERRORS)
-        storage.write_bytes(storage.join(output, "errors", f"{name}.parquet"), parquet_bytes(table))
+        storage.write_bytes(compaction.part_uri(output, "errors", name), parquet_bytes(table))
+
+
+def replace_errors(output: str, name: str, rows: list[dict | ErrorRow], run_id: str) -> None:
+    """Make ``name``'s error rows exactly ``rows`` in a finished output, and publish (compact) the change."""
+    if rows:
+        write_errors(output, name, rows, run_id)
+    else:
+        _remove(compaction.part_uri(output, "errors", name))
+        _remove(storage.join(output, "errors", f"{name}.parquet"))
+    compaction.compact(output, drop=frozenset() if rows else {name})
+
+
+def table_files(results: str, name: str) -> list[str]:
+    """The Parquet files a reader of table ``name`` reads (:func:`pipeline.scoring.compaction.table_files`)."""
+    return compaction.table_files(results, name)
+
+
+def has_results(output: str) -> bool:
+    """Whether ``output`` holds a results table (an index, or per-group files of images)."""
+    return storage.exists(compaction.index_uri(output)) or bool(compaction.table_files(output, "images"))
+
+
+def _schemas(uris: list[str]) -> list[pa.Schema]:
+    """Footer schemas of ``uris`` (read concurrently: on an object store each is a round trip)."""
+    if not uris:
+        return []
+    fs, _ = storage.arrow_filesystem(uris[0])
+    paths = [storage.arrow_filesystem(u)[1] for u in uris]
+    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
+        return list(pool.map(lambda p: pq.read_schema(p, filesystem=fs), paths))
+
+
+def unified_schema(declared: pa.Schema, uris: list[str]) -> pa.Schema:
+    """One schema over the files ``uris``: declared columns first, the others after, null-typed ones promoted.
+    Raises ``pa.ArrowInvalid``/``pa.ArrowTypeError`` when files disagree on a column's type."""
+    unified = pa.unify_schemas([declared, *_schemas(uris)], promote_options="permissive")
+    names = [*declared.names, *[n for n in unified.names if n not in declared.names]]
+    return pa.schema([unified.field(n) for n in names])
+
+
+def files_dataset(uris: list[str], schema: pa.Schema) -> ds.Dataset:
+    """A lazy dataset over Parquet files of one folder (one filesystem), read with ``schema``."""
+    if not uris:
+        return ds.dataset(schema.empty_table())
+    fs, _ = storage.arrow_filesystem(uris[0])
+    return ds.dataset(
+        [storage.arrow_filesystem(u)[1] for u in uris], schema=schema, format="parquet", filesystem=fs
+    )
+
+
+def dataset(results: str, name: str, declared: pa.Schema | None = None) -> ds.Dataset:
+    """Table ``name`` of a results folder as one lazy pyarrow dataset: the index's compacted files when
+    published, else the per-group files (:func:`pipeline.scoring.compaction.table_files`)."""
+    declared = declared if declared is not None else TABLES[name]
+    uris = compaction.table_files(results, name)
+    return files_dataset(uris, unified_schema(declared, uris))
 
 
 def read_table(results: str, name: str) -> pd.DataFrame:
     """A results table (``images``, ``pairs`` or ``errors``) as pandas, with its declared columns present."""
-    uris = storage.listdir(storage.join(results, name), ".parquet")
-    schema = TABLES[name]
-    if not uris:
-        return schema.empty_table().to_pandas()
-    fs, _ = storage.arrow_filesystem(uris[0])
-    paths = [storage.arrow_filesystem(u)[1] for u in uris]
-    tables = [pq.read_table(p, filesystem=fs) for p in paths]
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    return dataset(results, name).to_table().to_pandas()
 
 
 def count_rows(results: str, name: str) -> int:
-    """Rows of a results table, from the Parquet footers only."""
+    """Rows of a results table: from the index when published, else from the Parquet footers only."""
+    index = compaction.read_index(results)
+    if index is not None:
+        return sum(f["rows"] for f in compaction.table_entry(index, name)["files"])
     total = 0
-    for uri in storage.listdir(storage.join(results, name), ".parquet"):
+    for uri in compaction.table_files(results, name):
         fs, path = storage.filesystem(uri)
         with fs.open(path, "rb") as f:
             total += pq.ParquetFile(f).metadata.num_rows

@@ -64,7 +64,7 @@ def build_manifest(workdir: str, groups: int = 14, side: int = 192) -> str:
 
 
 def images_done(output: str) -> int:
-    folder = os.path.join(output, "images")
+    folder = os.path.join(output, "images", "_parts")  # a finished group's marker while the run goes
     return len(os.listdir(folder)) if os.path.isdir(folder) else 0
 
 

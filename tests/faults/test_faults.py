@@ -132,7 +132,7 @@ def test_s3_server_restarted_mid_run(tmp_path, s3, s3_control):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
-    while time.time() < deadline and len(storage.listdir(storage.join(out, "images"))) < 2:
+    while time.time() < deadline and len(storage.listdir(storage.join(out, "images", "_parts"))) < 2:
         time.sleep(0.3)
     s3_control.restart(downtime=4.0)
     _stdout, stderr = proc.communicate(timeout=900)

@@ -51,6 +51,7 @@ def write_folder(base, run_id: str, *, extra: dict | None = None, psnr_shift: fl
                 "errors": schemas.conform([], schemas.ERRORS),
             },
         )
+    results.compact(out)  # as a finished run leaves it: one compacted file per table
     results.write_run(
         out,
         {
