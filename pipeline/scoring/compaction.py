@@ -168,25 +168,33 @@ def _remove(uris: list[str]) -> None:
 
 
 def compact(
-    output: str, *, expected_groups: int | None = None, drop: set[str] | frozenset = frozenset()
+    output: str,
+    *,
+    expected_groups: int | None = None,
+    drop: set[str] | frozenset = frozenset(),
+    orphans_before: float | None = None,
 ) -> bool:
     """Fold the parts of ``output`` into its compacted tables and publish the index; True when it was written.
 
     ``expected_groups`` (the run's group count) sizes the buckets on a first compaction; ``drop`` are keys whose
-    rows leave every table (e.g. unscored rows that are all scored now). Nothing is written when there is
+    rows leave every table (e.g. unscored rows that are all scored now). Unreferenced compacted files (of a
+    compaction that crashed before publishing) are deleted when older than ``orphans_before`` (a timestamp; the
+    driver passes its command's start, default: :data:`ORPHAN_GRACE_S` ago). Nothing is written when there is
     nothing to fold and an index exists. A file that vanishes meanwhile (a concurrent compaction of the same
     run deleted what it folded) starts it over, from the index then published.
     """
     for attempt in range(5):
         try:
-            return _compact_once(output, expected_groups, set(drop))
+            return _compact_once(output, expected_groups, set(drop), orphans_before)
         except FileNotFoundError:
             if attempt == 4:
                 raise
     return False
 
 
-def _compact_once(output: str, expected_groups: int | None, drop: set[str]) -> bool:
+def _compact_once(
+    output: str, expected_groups: int | None, drop: set[str], orphans_before: float | None
+) -> bool:
     index = read_index(output)
     listed = {t: list_parts(output, t, index) for t in TABLE_NAMES}
     finished_now = set(listed["images"][0])
@@ -197,7 +205,8 @@ def _compact_once(output: str, expected_groups: int | None, drop: set[str]) -> b
     ):
         return False
     gen = uuid.uuid4().hex[:12]
-    started = time.time()
+    if orphans_before is None:
+        orphans_before = time.time() - ORPHAN_GRACE_S
     tables, superseded = {}, []
     with ThreadPoolExecutor(_READERS) as pool:
         for table in TABLE_NAMES:
@@ -235,16 +244,16 @@ def _compact_once(output: str, expected_groups: int | None, drop: set[str]) -> b
     _step("published")
     folded = [f["uri"] for t in TABLE_NAMES for f in listed[t][1]]
     _remove(superseded + folded)
-    _remove_orphans(output, record, started)
+    _remove_orphans(output, record, orphans_before)
     return True
 
 
-def _remove_orphans(output: str, record: dict, started: float) -> None:
-    """Compacted files no index references: left by a compaction that crashed before publishing. Files younger
-    than :data:`ORPHAN_GRACE_S` are kept, as they may be another compaction's of the same run, not yet published."""
+def _remove_orphans(output: str, record: dict, before: float) -> None:
+    """Compacted files no index references, written before ``before``: left by a compaction that crashed before
+    publishing. Younger ones are kept: they may be another compaction's of the same run, not yet published."""
     for table in TABLE_NAMES:
         keep = {f["name"] for f in table_entry(record, table)["files"]}
         old = [f["uri"] for f in _ls(storage.join(output, table))
                if _COMPACTED.match(_name(f["uri"])) and _name(f["uri"]) not in keep
-               and f["mtime"] is not None and f["mtime"] < started - ORPHAN_GRACE_S]  # fmt: skip
+               and f["mtime"] is not None and f["mtime"] < before]  # fmt: skip
         _remove(old)

@@ -31,7 +31,8 @@ from pipeline.io.records import ReferenceGroup
 from pipeline.runs.lifecycle import FINISHED, INCOMPLETE, Run, config_record
 from pipeline.runs.lifecycle import OutputConflict as OutputConflict  # raised by run_groups
 from pipeline.scoring import manifest, pairing, results
-from pipeline.scoring.stages import ScoreActor, group_row, load_stage, write_stage
+from pipeline.scoring.grouping import ManifestGroups
+from pipeline.scoring.stages import ScoreActor, input_table, load_stage, write_stage
 
 log = logging.getLogger(__name__)
 
@@ -361,8 +362,29 @@ def check_resources(cfg: ScoringConfig) -> Pool:
     return plan_pool(cfg, ray.nodes())
 
 
+def unfinished(groups, done: set[str]):
+    """The groups whose key is not in ``done``: a manifest's groups stay columnar
+    (:meth:`pipeline.scoring.grouping.ManifestGroups.without`), a list of records stays a list."""
+    if isinstance(groups, ManifestGroups):
+        return groups.without(done)
+    return [g for g in map(ReferenceGroup.of, groups) if g.key not in done]
+
+
+def input_refs(groups) -> list:
+    """The groups as Ray Data input blocks (Arrow tables of one row per group, see :func:`input_blocks`), each put
+    in the object store as it is built, so the driver never holds more than one block of input rows."""
+    import ray
+
+    per_block = -(-len(groups) // input_blocks(len(groups)))
+    if isinstance(groups, ManifestGroups):
+        tables = groups.tables(per_block)
+    else:
+        tables = (input_table(groups[i : i + per_block]) for i in range(0, len(groups), per_block))
+    return [ray.put(t) for t in tables]
+
+
 def score_groups(
-    groups: list[ReferenceGroup | dict],
+    groups: ManifestGroups | list[ReferenceGroup | dict],
     cfg: EvaluateConfig,
     *,
     run_id: str,
@@ -386,10 +408,7 @@ def score_groups(
     pool = check_resources(cfg)
     per_actor_cpus = pool.cpus_per_actor
     threads = max(1, math.floor(per_actor_cpus))
-    ds = ray.data.from_items(
-        [group_row(g) for g in groups],
-        override_num_blocks=input_blocks(len(groups)),
-    )
+    ds = ray.data.from_arrow_refs(input_refs(groups))
     ds = ds.map(
         load_stage,
         fn_kwargs={
@@ -494,7 +513,7 @@ def run_groups(
     """
     from model import model_info
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     info = model_info(cfg.model)
     patch = int(cfg.patch or info["patch_size"])
     ckpt_id = preflight(cfg)  # before the run's record is written and before Ray starts
@@ -522,7 +541,7 @@ def run_groups(
     done = results.finished_groups(cfg.output)  # in the published index, or a part present
     if cfg.retry_errors:
         done -= results.error_groups(cfg.output)
-    todo = [g for g in map(ReferenceGroup.of, groups) if g.key not in done]
+    todo = unfinished(groups, done)
     summary = EvaluateSummary(run_id=run.run_id, output=storage.display(cfg.output), groups_total=len(groups),
                               groups_skipped=len(groups) - len(todo))  # fmt: skip
     if errors:
@@ -533,7 +552,7 @@ def run_groups(
         score_groups(todo, cfg, run_id=run.run_id, codec_table=codec_table, patch=patch,
                      min_size=int(info.get("min_size", 32)), summary=summary)  # fmt: skip
     # the parts become a few large files per table, published at once; only buckets with new parts are rewritten
-    results.compact(cfg.output, expected_groups=len(groups))
+    results.compact(cfg.output, expected_groups=len(groups), orphans_before=started_at)
     summary.seconds = time.perf_counter() - started
     run.update(
         counts={
@@ -569,7 +588,8 @@ def run_evaluate(cfg: EvaluateConfig, *, registry: str | Literal[False] | None =
         "pairs": scoring.pairs,
         "match_tolerance": scoring.match_tolerance if scoring.pairs == "matched" else None,
     }
-    summary, _ = run_groups(manifest.groups(mf), scoring, kind="evaluate", identity=identity,
+    summary, _ = run_groups(ManifestGroups(mf), scoring, kind="evaluate", identity=identity,
                             inputs={"manifest": cfg.manifest, "codecs": cfg.codecs}, codec_table=codec_table,
                             errors=mf.errors, registry=registry)  # fmt: skip
     return summary
+

@@ -196,9 +196,9 @@ def table_keys(output: str, name: str) -> set[str]:
     return compaction.index_keys(index, name) | set(compaction.list_parts(output, name, index)[0])
 
 
-def compact(output: str, *, expected_groups: int | None = None) -> bool:
+def compact(output: str, *, expected_groups: int | None = None, orphans_before: float | None = None) -> bool:
     """Fold the run's per-group parts into its compacted tables (:func:`pipeline.scoring.compaction.compact`)."""
-    return compaction.compact(output, expected_groups=expected_groups)
+    return compaction.compact(output, expected_groups=expected_groups, orphans_before=orphans_before)
 
 
 def _remove(uri: str) -> None:

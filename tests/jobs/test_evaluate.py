@@ -51,6 +51,9 @@ def test_end_to_end_on_s3(ray_local, s3, s3_manifest):
         f"select count(*) from read_parquet('s3://{s3.bucket}/results/pairs/*.parquet')"
     ).fetchone()[0]
     assert n == len(pairs)
+    # a finished run's tables are one compacted file each, beside the index
+    assert [len(s3.fs.find(f"{s3.bucket}/results/{t}/")) for t in ("images", "pairs")] == [1, 1]
+    assert s3.fs.exists(f"{s3.bucket}/results/_tables.json")
     run_json = json.loads(s3.fs.cat(f"{s3.bucket}/results/run.json"))
     assert run_json["counts"]["pairs"] == len(pairs) and run_json["status"] == "finished"
     assert (
@@ -80,25 +83,59 @@ def test_end_to_end_on_s3(ray_local, s3, s3_manifest):
         assert g.sort_values("q")["psnr"].is_monotonic_increasing
 
 
-def test_rerun_is_idempotent_and_resumes(ray_local, tmp_path, local_manifest):
+def table_files(out: str) -> list[str]:
+    """Every file of the results tables (compacted files, parts, the index), relative to ``out``."""
+    import glob
+    import os
+
+    found = [*glob.glob(f"{out}/*/**/*.parquet", recursive=True), *glob.glob(f"{out}/_tables.json")]
+    return sorted(os.path.relpath(p, out) for p in found if not os.path.relpath(p, out).startswith("report"))
+
+
+def test_rerun_is_idempotent_and_resumes(ray_local, tmp_path, local_manifest, monkeypatch):
+    import os
+
+    from pipeline.scoring import compaction
+
     manifest_uri, df = local_manifest
     out = str(tmp_path / "out")
     assert run("--manifest", manifest_uri, "--output", out) == 0
     pairs = results.read_table(out, "pairs")
-    files = sorted(storage.listdir(storage.join(out, "pairs")))
-    mtimes = [storage.filesystem(f)[0].modified(f) for f in files]
-    # a finished run writes nothing new
+    # a finished run: one compacted file per table and the index, no per-group parts left
+    files = table_files(out)
+    assert [f for f in files if "/_parts/" in f] == []
+    assert [f.split("/")[0] for f in files] == ["_tables.json", "images", "pairs"], files  # no error rows
+    mtimes = [os.path.getmtime(os.path.join(out, f)) for f in files]
+    # a finished run's rerun writes nothing new
     assert run("--manifest", manifest_uri, "--output", out) == 0
-    assert [storage.filesystem(f)[0].modified(f) for f in files] == mtimes
-    # an interrupted run: one group's marker (images file) missing, its pairs file present
-    images_files = storage.listdir(storage.join(out, "images"))
-    storage.filesystem(images_files[0])[0].rm(images_files[0])
-    assert run("--manifest", manifest_uri, "--output", out) == 0
-    again = results.read_table(out, "pairs")
+    assert table_files(out) == files
+    assert [os.path.getmtime(os.path.join(out, f)) for f in files] == mtimes
+
+    # a run killed while compacting (the images file written, the index not yet): its parts stay
+    class Killed(BaseException):
+        pass
+
+    def kill(name: str) -> None:
+        if name == "written":
+            raise Killed
+
+    out2 = str(tmp_path / "out2")
+    monkeypatch.setattr(compaction, "_step", kill)
+    with pytest.raises(Killed):
+        run("--manifest", manifest_uri, "--output", out2)
+    monkeypatch.setattr(compaction, "_step", lambda name: None)
+    assert not os.path.exists(os.path.join(out2, "_tables.json"))
+    assert len(results.read_table(out2, "pairs")) == len(pairs)  # the parts, read exactly once
+    # and one group's marker (images part) missing, its pairs part present: that group is scored again
+    images_parts = storage.listdir(storage.join(out2, "images", "_parts"))
+    storage.filesystem(images_parts[0])[0].rm(images_parts[0])
+    assert run("--manifest", manifest_uri, "--output", out2) == 0
+    again = results.read_table(out2, "pairs")
     assert len(again) == len(pairs)
     assert not again.duplicated(["ref_id", "a_id", "b_id"]).any()
-    assert len(results.read_table(out, "images")) == len(df)
-    assert len({r for r in results.read_table(out, "images")["run_id"]}) == 1
+    assert len(results.read_table(out2, "images")) == len(df)
+    assert len({r for r in results.read_table(out2, "images")["run_id"]}) == 1
+    assert [f.split("/")[0] for f in table_files(out2)] == ["_tables.json", "images", "pairs"]
 
 
 def test_swapping_order_gives_complement_and_identical_gives_half(ray_local, tmp_path, local_manifest):
