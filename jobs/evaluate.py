@@ -39,6 +39,13 @@ def build_parser() -> ArgumentParser:
         "--registry",
         help="runs registry root URI to append this run to (default: $PRFEVAL_REGISTRY; none: not kept)",
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read, validate and group the manifest and check the model, metrics and checkpoint, print what "
+        "would run (groups, images, pairs by strategy, estimated patches) and exit: no image is opened, Ray is "
+        "not started, nothing is written (exit 1 when some manifest rows would be error rows)",
+    )
     add_scoring_options(p)
     return p
 
@@ -62,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     scoring = scoring_config(args, "evaluate", argv, output=args.output, pairs=args.pairs,
                              match_tolerance=args.match_tolerance, allow_roots=roots)  # fmt: skip
     cfg = EvaluateConfig(manifest=args.manifest, codecs=args.codecs, scoring=scoring)
+    if args.dry_run:
+        try:
+            plan = dry_run(cfg)
+        except (ManifestError, ScoringInputError, UnknownModelError) as e:
+            raise UsageError(str(e)) from None
+        print_plan(plan, cfg)
+        return EXIT_ROW_ERRORS if plan.errors else EXIT_OK
     try:
         summary = run_evaluate(cfg, registry=args.registry)
     except (ManifestError, OutputConflict, ResourceError, ScoringInputError, UnknownModelError) as e:
@@ -82,3 +96,41 @@ def print_summary(summary) -> None:
     print(f"results: {summary.output}  (images/, pairs/, errors/, run.json)")
     if summary.errors:
         print(f"some rows failed: see {storage.join(summary.output, 'errors')}", file=sys.stderr)
+
+
+def dry_run(cfg):
+    """What `evaluate` would do with ``cfg``, from the manifest's columns alone: a
+    :class:`pipeline.scoring.grouping.Plan`. Checks what the real run checks before Ray starts (the manifest, the
+    codec table, the model, metrics and checkpoint); opens no image, starts no Ray, writes nothing."""
+    from model import model_info
+    from pipeline.scoring import grouping, manifest
+    from pipeline.scoring.driver import preflight
+
+    scoring = cfg.scoring
+    mf = manifest.read_manifest(cfg.manifest)
+    if cfg.codecs:
+        manifest.read_codec_table(cfg.codecs)
+    preflight(scoring)
+    patch = int(scoring.patch or model_info(scoring.model)["patch_size"])
+    return grouping.plan(mf, patch=patch, tolerance=scoring.match_tolerance)
+
+
+def print_plan(plan, cfg) -> None:
+    def count(n):
+        return f"{n:,}" if n is not None else "cannot be estimated"
+
+    chosen = cfg.scoring.pairs
+    print(f"dry run of {storage.display(cfg.manifest)}: nothing scored, nothing written")
+    print(f"groups: {plan.groups:,}")
+    print(f"images: {plan.images:,}")
+    print(f"manifest error rows: {plan.errors:,}")
+    for strategy, n in plan.pairs.items():
+        mark = "  (--pairs)" if strategy == chosen else ""
+        print(f"pairs {strategy}: {count(n)}{mark}")
+    if plan.pairs_note:
+        print(f"  ({plan.pairs_note})")
+    if plan.patches is None:
+        print(f"estimated patches: {plan.patches_note or 'unknown'}")
+    else:
+        note = f" ({plan.patches_note})" if plan.patches_note else ""
+        print(f"estimated patches: {plan.patches:,} at {plan.patch} px{note}")

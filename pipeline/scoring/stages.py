@@ -22,28 +22,32 @@ import json
 import resource
 
 import numpy as np
+import pyarrow as pa
 
 from pipeline.io import storage
 from pipeline.io.records import ErrorRow, ReferenceGroup
-from pipeline.scoring import pairing, results
+from pipeline.scoring import grouping, pairing, results
 from pipeline.scoring.load import LoadedGroup, MeasuredImage, load_group, no_patches, one_line
 
 GROUP_COLUMNS = ("key", "ref_id", "ref_uri", "dists", "errors", "pairs", "patches", "load_seconds")
 
 
 def group_row(group: ReferenceGroup | dict) -> dict:
-    """The driver's input row of a group: its key and the group as typed columns (extras as JSON)."""
+    """The driver's input row of a group (:data:`pipeline.scoring.grouping.INPUT_SCHEMA`): its key and the group
+    as typed columns (extras as JSON). A manifest's groups are built as such rows directly, block by block
+    (:class:`pipeline.scoring.grouping.ManifestGroups`)."""
     g = ReferenceGroup.of(group)
     return {"key": g.key, "ref_id": g.ref_id, "ref_uri": g.ref_uri,
             "dists": [{**d.to_dict(), "extras": json.dumps(d.extras)} for d in g.dists],
             "explicit_pairs": g.pairs is not None, "pairs_by_id": g.pairs or []}  # fmt: skip
 
 
-def _group_of(row: dict) -> ReferenceGroup:
-    dists = [{**d, "extras": json.loads(d["extras"]) if d.get("extras") else {}} for d in row["dists"]]
-    pairs = [list(p) for p in row["pairs_by_id"]] if row["explicit_pairs"] else None
-    return ReferenceGroup.from_dict({"ref_id": row["ref_id"], "ref_uri": row["ref_uri"], "key": row["key"],
-                                     "dists": dists, "pairs": pairs})  # fmt: skip
+def input_table(groups) -> pa.Table:
+    """Input rows of ``groups`` (records or dicts) as one Arrow table of :data:`grouping.INPUT_SCHEMA`."""
+    return pa.Table.from_pylist([group_row(g) for g in groups], schema=grouping.INPUT_SCHEMA)
+
+
+_group_of = grouping.record_of  # an input row back as a record
 
 
 def loaded_row(loaded: LoadedGroup) -> dict:
