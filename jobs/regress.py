@@ -37,6 +37,7 @@ from pipeline import regress
 from pipeline.io import storage
 from pipeline.runs import registry as runs
 from pipeline.scoring import results
+from pipeline.scoring.judge import judge_pairs
 
 LAST_GOOD = "last-good"
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -116,6 +117,13 @@ def build_parser() -> ArgumentParser:
         "--bootstrap", type=int, default=th.n_boot, help=f"bootstrap replicates (default: {th.n_boot})"
     )
     p.add_argument("--seed", type=int, default=th.seed, help="bootstrap seed (default: 0)")
+    p.add_argument(
+        "--judge",
+        default="prfnet",
+        help="who says which output of a triplet is closer to the reference for P(candidate better): prfnet "
+        "(default) or a metric of --metrics, by its direction (1, 0 or 1/2 per triplet); `prfeval agreement` "
+        "shows which judge agrees most with people on your content",
+    )
     p.add_argument(
         "--allow-root",
         action="append",
@@ -343,6 +351,11 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
     roots = list(dict.fromkeys([*roots, out]))
     ecfg = scoring_config(args, "regress", argv, output=out, pairs="all", allow_roots=roots)
     th, judged = _judged_metrics(th, tuple(ecfg.metrics), default_gate=args.gate is None)
+    if args.judge != "prfnet" and args.judge not in ecfg.metrics:
+        raise UsageError(
+            f"--judge {args.judge}: not measured in this run; add it to --metrics (measured: "
+            f"{','.join(ecfg.metrics)}), or use --judge prfnet"
+        )
     args.gate = ",".join(th.gate)  # run.json's config records the criteria that decided
     trained = bool(args.checkpoint or default_checkpoint(args.model))
     identity = {
@@ -370,6 +383,10 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
         raise UsageError(str(e)) from None
     run_id = run.run_id
     images_t, pairs_t = results.read_table(out, "images"), results.read_table(out, "pairs")
+    try:
+        pairs_t = judge_pairs(images_t, pairs_t, args.judge)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     scored, unscored = regress.triplets(images_t, pairs_t, matching, metrics=judged)
     if scored.empty:
         raise UsageError(
@@ -387,6 +404,7 @@ def run_regress(args, argv: list[str] | None) -> regress.Report:
         "model": args.model,
         "checkpoint_sha256": checkpoint_sha,
         "trained_model": trained,
+        "judge": args.judge,
     }
     report = regress.decide(scored, matching, unscored, th, context=context, notes=notes, metrics=judged)
     storage.write_text(storage.join(out, "regress.md"), report.to_markdown())
@@ -410,7 +428,12 @@ def _notes(
     args, trained: bool, base: Side, cand: Side, scored: pd.DataFrame, summary, judged: tuple[str, ...] = ()
 ) -> list[str]:
     notes = []
-    if not trained:
+    if args.judge != "prfnet":
+        notes.append(
+            f"P(candidate better) is judged by {args.judge}, not PRFNet: per triplet 1 when the candidate's "
+            f"{args.judge} is better by its direction, 0 when worse, 1/2 when equal (the prfnet criterion reads it)."
+        )
+    if not trained and args.judge == "prfnet":
         notes.append(
             f"PRFNet `{args.model}` runs on untrained weights (no checkpoint): P(candidate better) is about 0.5 for "
             "every pair, so the prfnet criterion cannot detect a regression; PSNR, MS-SSIM and rate decide."

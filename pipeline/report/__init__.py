@@ -18,7 +18,7 @@ import json
 
 from pipeline.io import storage
 from pipeline.report.document import Report, ReportInputError, ReportOptions, build
-from pipeline.report.judge import judge_pairs
+from pipeline.scoring.judge import judge_pairs
 from pipeline.scoring import results
 
 __all__ = ["Report", "ReportInputError", "ReportOptions", "build", "make_report", "report_dir", "write"]

@@ -355,3 +355,27 @@ def test_a_gated_metric_must_be_measured(tmp_path, local_manifest, capsys):
     assert run_regress("--baseline", manifest_uri, "--candidate", manifest_uri, "--output", out,
                        "--metric-margin", "butteraugli") == 2  # fmt: skip
     assert "expected NAME=VALUE" in capsys.readouterr().err
+
+
+def test_a_metric_can_be_the_judge_of_the_triplets(ray_local, tmp_path, local_manifest, capsys):
+    manifest_uri, df = local_manifest
+    blurry = variant(manifest_uri, df, "webp-blurred-judge", "webp", blurred)
+    out = str(tmp_path / "gate-judge")
+    # the judge must be measured
+    assert (
+        run_regress(
+            "--baseline", manifest_uri, "--candidate", blurry, "--output", out, "--judge", "ciede2000"
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "--judge ciede2000: not measured" in err and "Traceback" not in err
+    args = ("--baseline", manifest_uri, "--candidate", blurry, "--output", out, "--gate", "prfnet")
+    assert run_regress(*args, "--metrics", "psnr,psnr_y,ms_ssim,ciede2000", "--judge", "ciede2000") == 1
+    md, doc = report(out)
+    assert "judged by ciede2000" in md and doc["judge"] == "ciede2000"
+    webp = next(r for r in doc["settings"] if r["codec"] == "webp")
+    jpeg = next(r for r in doc["settings"] if r["codec"] == "jpeg")
+    # blurred WebP is worse by CIEDE2000 on every triplet: P(candidate better) is exactly 0; JPEG is unchanged: 1/2
+    assert webp["p"] == 0.0 and jpeg["p"] == 0.5
+    assert {r["codec"] for r in doc["regressions"]} == {"webp"}

@@ -1,4 +1,4 @@
-"""The report's judge: PRFNet's pairwise preferences (the default) or a full-reference metric's.
+"""Which judge decides a pair: PRFNet's pairwise preferences (the default) or a full-reference metric's.
 
 For a metric, each scored pair's ``p_a`` becomes the metric's preference within the pair's reference group: 1 when
 A's value is better than B's by the metric's direction, 0 when worse, 0.5 when equal; the leaderboards are then the

@@ -1,11 +1,11 @@
-"""The report's judge: a metric's pairwise preferences in place of PRFNet's p_a (pipeline.report.judge)."""
+"""The report's judge: a metric's pairwise preferences in place of PRFNet's p_a (pipeline.scoring.judge)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from pipeline.report.judge import judge_pairs
+from pipeline.scoring.judge import judge_pairs
 
 
 def frames():
