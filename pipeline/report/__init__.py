@@ -18,8 +18,8 @@ import json
 
 from pipeline.io import storage
 from pipeline.report.document import Report, ReportInputError, ReportOptions, build
-from pipeline.scoring.judge import judge_pairs
 from pipeline.scoring import results
+from pipeline.scoring.judge import judge_pairs
 
 __all__ = ["Report", "ReportInputError", "ReportOptions", "build", "make_report", "report_dir", "write"]
 
