@@ -135,8 +135,8 @@ def _choose_buckets(parts: dict[str, dict], expected_groups: int | None) -> int:
 
 
 def _read(uri: str) -> pa.Table:
-    fs, path = storage.arrow_filesystem(uri)
-    return pq.read_table(path, filesystem=fs)
+    """A whole Parquet file, fetched in one request (a part is small; footer-then-columns would be several)."""
+    return pq.read_table(io.BytesIO(storage.read_bytes(uri)))
 
 
 def _order(piece: tuple[str, pa.Table]) -> tuple:
@@ -153,7 +153,8 @@ def _write(uri: str, table: pa.Table) -> int:
     return len(data)
 
 
-def _remove(uris: list[str]) -> None:
+def remove(uris: list[str]) -> None:
+    """Delete ``uris`` (one folder's filesystem) if present; one batched request on an object store."""
     if not uris:
         return
     fs, _ = storage.filesystem(uris[0])
@@ -243,7 +244,7 @@ def _compact_once(
     storage.write_text(index_uri(output), json.dumps(record, separators=(",", ":")))
     _step("published")
     folded = [f["uri"] for t in TABLE_NAMES for f in listed[t][1]]
-    _remove(superseded + folded)
+    remove(superseded + folded)
     _remove_orphans(output, record, orphans_before)
     return True
 
@@ -256,4 +257,4 @@ def _remove_orphans(output: str, record: dict, before: float) -> None:
         old = [f["uri"] for f in _ls(storage.join(output, table))
                if _COMPACTED.match(_name(f["uri"])) and _name(f["uri"]) not in keep
                and f["mtime"] is not None and f["mtime"] < before]  # fmt: skip
-        _remove(old)
+        remove(old)

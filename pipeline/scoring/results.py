@@ -10,7 +10,6 @@ published by the index ``_tables.json`` (:mod:`pipeline.scoring.compaction`). Ev
 
 from __future__ import annotations
 
-import contextlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -171,8 +170,8 @@ def write_group(output: str, key: str, tables: dict[str, pa.Table]) -> None:
         table = tables[name]
         uri = compaction.part_uri(output, name, key)
         if name == "errors" and table.num_rows == 0:
-            _remove(uri)  # a stale errors part of an earlier attempt at this group
-            _remove(storage.join(output, name, f"{key}.parquet"))  # and of an output in the per-group layout
+            # a stale errors part of an earlier attempt at this group (and its file in the per-group layout)
+            compaction.remove([uri, storage.join(output, name, f"{key}.parquet")])
             continue
         storage.write_bytes(uri, parquet_bytes(table))
 
@@ -201,12 +200,6 @@ def compact(output: str, *, expected_groups: int | None = None, orphans_before: 
     return compaction.compact(output, expected_groups=expected_groups, orphans_before=orphans_before)
 
 
-def _remove(uri: str) -> None:
-    fs, path = storage.filesystem(uri)
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm(path)
-
-
 def write_errors(output: str, name: str, rows: list[dict | ErrorRow], run_id: str) -> None:
     """Errors that belong to no group (e.g. manifest rows), as one part named ``name``."""
     if rows:
@@ -220,8 +213,9 @@ def replace_errors(output: str, name: str, rows: list[dict | ErrorRow], run_id: 
     if rows:
         write_errors(output, name, rows, run_id)
     else:
-        _remove(compaction.part_uri(output, "errors", name))
-        _remove(storage.join(output, "errors", f"{name}.parquet"))
+        compaction.remove(
+            [compaction.part_uri(output, "errors", name), storage.join(output, "errors", f"{name}.parquet")]
+        )
     compaction.compact(output, drop=frozenset() if rows else {name})
 
 
