@@ -65,7 +65,7 @@ def read_index(output: str) -> dict | None:
     """The published index of ``output``, or None (no compaction has ended there)."""
     try:
         return json.loads(storage.read_text(index_uri(output)))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no index, or ``output`` is a file (e.g. a manifest)
         return None
 
 
