@@ -36,6 +36,7 @@ from jobs.scoring_options import add_scoring_options, scoring_config
 from pipeline import regress
 from pipeline.io import storage
 from pipeline.runs import registry as runs
+from pipeline.runs.ray_runtime import describe_failure, verbose
 from pipeline.scoring import results
 from pipeline.scoring.judge import judge_pairs
 
@@ -464,9 +465,12 @@ def main(argv: list[str] | None = None) -> int:
         report = run_regress(args, argv)
     except UsageError:
         raise
-    except Exception as e:  # a crash must exit 2, never 1 (which means "regression")
-        print(storage.redact(traceback.format_exc()), file=sys.stderr)
-        raise UsageError(f"regress failed: {type(e).__name__}: {e}") from None
+    except (
+        Exception
+    ) as e:  # a crash must exit 2, never 1 (which means "regression"); the trace with --verbose
+        if verbose():
+            print(storage.redact(traceback.format_exc()), file=sys.stderr)
+        raise UsageError(f"regress failed: {describe_failure(e)}") from None
     print(report.to_markdown(max_listed=10))
     out = report.context["output"]
     print(f"summary: {storage.join(out, 'regress.md')}  {storage.join(out, 'regress.json')}")
