@@ -138,6 +138,17 @@ class Codec:
         }
 
 
+class QualityKnob:
+    """The knob most encoders share: ``q`` (alias ``quality``), 0..100 unless a codec narrows it, swept at five
+    qualities by default. Listed before the codec base class: ``class JpegCodec(QualityKnob, PillowCodec)``."""
+
+    knob: ClassVar[str] = "q"
+    knob_aliases: ClassVar[tuple[str, ...]] = ("quality",)
+    knob_min: ClassVar[float] = 0
+    knob_max: ClassVar[float] = 100
+    default_values: ClassVar[tuple[float, ...]] = (20, 40, 60, 80, 90)
+
+
 class PillowCodec(Codec):
     """A codec whose library Pillow calls: ``pillow_format`` is the format Pillow writes, ``pillow_feature`` the
     Pillow feature that must be compiled in, :meth:`save_options` the encoder options at one knob value.

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import SUBSAMPLING, Codec, Option, package_version, pillow_decode
+from .base import SUBSAMPLING, Codec, Option, QualityKnob, package_version, pillow_decode
 from .registry import register_codec
 
 PYJPEGLI_VERSION = "0.3.2"
@@ -116,16 +116,13 @@ def encode_rgb(
 
 
 @register_codec("jpegli")
-class JpegliCodec(Codec):
+class JpegliCodec(QualityKnob, Codec):
     """JPEG by jpegli as cjpegli runs it: quality -> distance, adaptive quantisation, progressive level 2."""
 
     library = "jpegli"
     binding = "pyjpegli"
-    knob = "q"
-    knob_aliases = ("quality",)
-    knob_min, knob_max = 1, 100
+    knob_min = 1
     extension = "jpg"
-    default_values = (20, 40, 60, 80, 90)
     description = (
         "cjpegli --quality (jpegli_quality_to_distance, set_distance), adaptive quantisation, progressive 2, "
         "optimised Huffman, 4:2:0 unless chosen"

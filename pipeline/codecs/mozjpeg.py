@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .base import SUBSAMPLING, Codec, package_version, pillow_decode
+from .base import SUBSAMPLING, Codec, QualityKnob, package_version, pillow_decode
 from .registry import register_codec
 
 MOZJPEG = "mozjpeg403"
@@ -25,7 +25,7 @@ SAMP_FACTORS = {
 
 
 @register_codec("mozjpeg")
-class MozjpegCodec(Codec):
+class MozjpegCodec(QualityKnob, Codec):
     """JPEG by MozJPEG 4.0.3 through jpeglib, at MozJPEG's defaults."""
 
     in_default_spec = False
@@ -33,11 +33,8 @@ class MozjpegCodec(Codec):
     aliases = ("moz",)
     library = "mozjpeg"
     binding = "jpeglib"
-    knob = "q"
-    knob_aliases = ("quality",)
-    knob_min, knob_max = 1, 100
+    knob_min = 1
     extension = "jpg"
-    default_values = (20, 40, 60, 80, 90)
     description = (
         "MozJPEG quality (cjpeg -quality), MozJPEG defaults (progressive, trellis), 4:2:0 unless chosen"
     )

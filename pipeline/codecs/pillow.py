@@ -19,23 +19,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .base import SUBSAMPLING, Option, PillowCodec
+from .base import SUBSAMPLING, Option, PillowCodec, QualityKnob
 from .registry import register_codec
 
 _PILLOW_SUBSAMPLING = {"444": "4:4:4", "422": "4:2:2", "420": "4:2:0"}
 
 
 @register_codec("jpeg")
-class JpegCodec(PillowCodec):
+class JpegCodec(QualityKnob, PillowCodec):
     """JPEG by libjpeg-turbo through Pillow: 4:2:0, optimised Huffman tables, baseline."""
 
     aliases = ("jpg",)
     library = "libjpeg-turbo"
-    knob = "q"
-    knob_aliases = ("quality",)
-    knob_min, knob_max = 1, 100
+    knob_min = 1
     extension = "jpg"
-    default_values = (20, 40, 60, 80, 90)
     description = "Pillow quality (libjpeg scaling of the IJG tables), 4:2:0, optimised Huffman, baseline"
     pillow_format = "JPEG"
     pillow_feature = "jpg"
@@ -60,15 +57,11 @@ class JpegCodec(PillowCodec):
 
 
 @register_codec("webp")
-class WebpCodec(PillowCodec):
+class WebpCodec(QualityKnob, PillowCodec):
     """Lossy WebP by libwebp through Pillow, method 4."""
 
     library = "libwebp"
-    knob = "q"
-    knob_aliases = ("quality",)
-    knob_min, knob_max = 0, 100
     extension = "webp"
-    default_values = (20, 40, 60, 80, 90)
     description = "libwebp lossy quality, method 4 (default), 4:2:0"
     pillow_format = "WEBP"
     pillow_feature = "webp"
@@ -79,15 +72,11 @@ class WebpCodec(PillowCodec):
 
 
 @register_codec("avif")
-class AvifCodec(PillowCodec):
+class AvifCodec(QualityKnob, PillowCodec):
     """AVIF by libavif through Pillow, with the aom AV1 encoder at speed 6, one thread."""
 
     library = "libavif"
-    knob = "q"
-    knob_aliases = ("quality",)
-    knob_min, knob_max = 0, 100
     extension = "avif"
-    default_values = (20, 40, 60, 80, 90)
     description = (
         "libavif quality (maps to AV1 quantizers), aom encoder, speed 6, 4:2:0, full range, 1 thread"
     )
@@ -147,15 +136,12 @@ class Jpeg2000Codec(PillowCodec):
 
 
 @register_codec("heic")
-class HeicCodec(PillowCodec):
+class HeicCodec(QualityKnob, PillowCodec):
     """HEIC (HEVC in HEIF) by libheif with x265, through pillow-heif's Pillow plugin: quality, 4:2:0 by default."""
 
     aliases = ("heif",)
     library = "libheif"
     binding = "pillow-heif"
-    knob = "q"
-    knob_aliases = ("quality",)
-    knob_min, knob_max = 0, 100
     extension = "heic"
     in_default_spec = False
     default_values = (30, 50, 70, 90)
