@@ -12,10 +12,11 @@ Stages (each cached in ``--output``; delete a file to redo its stage):
    the classic metrics of each image (PSNR, PSNR-Y, MS-SSIM, SSIMULACRA2 when installed).
 2. ``triplets.parquet``: the answers folded per original and unordered pair (:func:`pipeline.human.study.aggregate`)
    in ``prfeval train``'s triplet format: ``label`` = share of answers for A, ``weight`` = ``votes`` = answers.
-3. ``packaged.parquet``: the packaged ``prfnet-tiny`` checkpoint's logit of every pair, scored as ``prfeval
-   evaluate`` scores (whole images on the patch grid, mean patch logit).
+3. ``packaged.parquet``: the logit of every pair by the synthetic-only ``prfnet-tiny`` (stage 1, the packaged
+   checkpoint before the human-trained one), scored as ``prfeval evaluate`` scores (whole images on the patch
+   grid, mean patch logit).
 4. per recipe (``--recipes``) and fold: ``prfeval train`` on the fold's training originals with the fold's test
-   originals held out (``--holdout``); the held-out logits of the last epoch (``validation-epoch-*.parquet`` in
+   originals held out (``--holdout``); the held-out logits of the last epoch (``validation/epoch-NNNN.parquet`` in
    the run folder) are the fold's figures. Folds are fixed by ``--seed`` before anything is trained.
 5. ``agreement.csv`` / ``agreement.md``: agreement of every judge with the answers on held-out originals, pooled
    over the folds, with 95 % intervals from the bootstrap over originals, overall and for same- and
@@ -44,14 +45,14 @@ from pipeline.human import study  # noqa: E402
 
 METRICS = ("psnr", "psnr_y", "ms_ssim", "ssimulacra2")
 METRIC_NAMES = {"psnr": "PSNR (RGB)", "psnr_y": "PSNR-Y", "ms_ssim": "MS-SSIM", "ssimulacra2": "SSIMULACRA2"}
-PACKAGED = "PRFNet packaged"  # the synthetic-only checkpoint (stage 1), packaged before the human-trained one
+PACKAGED = "PRFNet synthetic-only"  # stage 1, the packaged checkpoint before the human-trained one
 
 # recipe name -> (description, prfeval train options, extra: synthetic weight, training-originals fraction)
 BASE = ["--label-smoothing", "0.0"]  # crops of the model's patch size, 128 px, with flips
 FINETUNE = [*BASE, "--init-checkpoint", "packaged"]
 RECIPES: dict[str, dict] = {
     "finetune": {
-        "about": "init from the packaged (synthetic-trained) checkpoint; human triplets weighted by answers; lr 5e-4",
+        "about": "init from the synthetic-only checkpoint; human triplets weighted by answers; lr 5e-4",
         "args": [*FINETUNE, "--lr", "5e-4"],
     },
     "finetune-half": {
@@ -375,7 +376,7 @@ def markdown_table(table: pd.DataFrame, judges: list[str]) -> str:
 
 
 def paired_differences(triplets: pd.DataFrame, judges: dict[str, np.ndarray], n_boot: int) -> pd.DataFrame:
-    """Agreement of each judge minus the packaged checkpoint's, with an interval from the shared draws."""
+    """Agreement of each judge minus the synthetic-only checkpoint's, with an interval from the shared draws."""
     pairs = triplets.assign(original=triplets["ref_id"])
     n = (pairs["n_a"] + pairs["n_b"]).to_numpy(np.float64)
     base = ag.agreeing_answers(pairs, judges[PACKAGED])
@@ -475,10 +476,11 @@ def plot(path: Path, pooled: pd.DataFrame, judges: list[str], curve: pd.DataFram
     )
     right.axhline(allrows.loc[best, "agreement"], color="k", ls="-.", label=f"{best} (no training)")
     right.axhline(ceiling, color="tab:red", ls="--", label="ceiling")
+    right.axhline(0.9 * ceiling, color="tab:orange", ls=":", label="0.9 x ceiling (goal)")
     right.set_xlabel("human-rated training originals per fold")
     right.set_ylabel("held-out agreement")
     right.set_title("learning curve", fontsize=10)
-    right.legend(fontsize=8, loc="lower right")
+    right.legend(fontsize=8, loc="center right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -536,7 +538,10 @@ def report(
     text += ["## Experiments", "", *exp, ""]
     diffs = paired_differences(triplets, judges, args.n_boot)
     diffs.to_csv(out / "differences.csv", index=False)
-    text += ["## Paired differences (judge minus PRFNet packaged, same bootstrap draws of originals)", ""]
+    text += [
+        "## Paired differences (judge minus PRFNet synthetic-only, same bootstrap draws of originals)",
+        "",
+    ]
     text += ["| judge | all | same encoder | cross encoder |", "| --- | --- | --- | --- |"]
     for judge, rows in diffs.groupby("judge", sort=False):
         cells = [f"{r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" for r in rows.itertuples()]
