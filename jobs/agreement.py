@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 
 from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, ArgumentParser, UsageError, command
-from jobs.scoring_options import add_scoring_options, scoring_config
+from jobs.scoring_options import add_scoring_options, scoring_config, scoring_errors
 from pipeline.human import agreement as ag
 from pipeline.human import groups as vote_groups
 from pipeline.human import page
@@ -216,16 +216,8 @@ def _markdown(table: pd.DataFrame, ranks: pd.DataFrame, bd: pd.DataFrame | None,
 
 def score(args, argv, votes: pd.DataFrame) -> tuple[int, dict]:
     """Score the triplets' pairs into ``args.score`` (explicit pairs, the evaluate actor pool)."""
-    from model import UnknownModelError
     from pipeline.scoring import manifest as manifest_mod
-    from pipeline.scoring.driver import (
-        OutputConflict,
-        ResourceError,
-        ScoringFailed,
-        ScoringInputError,
-        StalledError,
-        run_groups,
-    )
+    from pipeline.scoring.driver import run_groups
 
     try:
         mf = manifest_mod.read_manifest(args.manifest) if args.manifest else None
@@ -247,20 +239,10 @@ def score(args, argv, votes: pd.DataFrame) -> tuple[int, dict]:
         codec_table = manifest_mod.read_codec_table(
             storage.join(storage.parent(args.manifest), "codecs.parquet")
         )
-    try:
+    with scoring_errors():
         summary, _ = run_groups([g.to_dict() for g in groups], cfg, kind="agreement", identity=identity,
                                 inputs={"triplets": args.triplets, "manifest": args.manifest},
                                 codec_table=codec_table)  # fmt: skip
-    except (
-        manifest_mod.ManifestError,
-        OutputConflict,
-        ResourceError,
-        ScoringInputError,
-        UnknownModelError,
-    ) as e:
-        raise UsageError(str(e)) from None
-    except (StalledError, ScoringFailed) as e:
-        raise UsageError(f"--score stopped: {e}") from None
     n_pairs = sum(len(g.pairs or []) for g in groups)
     print(f"scored {n_pairs} pair(s) of {len(groups)} reference(s) into {storage.display(args.score)}")
     return summary.errors, {"triplets_not_in_manifest": missing} if args.manifest else {}

@@ -20,8 +20,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, ArgumentParser, UsageError, command
-from jobs.scoring_options import add_scoring_options, scoring_config
+from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, ArgumentParser, UsageError, command
+from jobs.scoring_options import add_scoring_options, scoring_config, scoring_errors
 from pipeline import clic
 from pipeline.io import storage
 
@@ -76,17 +76,8 @@ def _unscored_rows(triplets: pd.DataFrame, p: np.ndarray, errors: pd.DataFrame, 
 
 @command
 def main(argv: list[str] | None = None) -> int:
-    from model import UnknownModelError
     from pipeline.scoring import results
-    from pipeline.scoring.driver import (
-        OutputConflict,
-        ResourceError,
-        ScoringFailed,
-        ScoringInputError,
-        StalledError,
-        run_groups,
-    )
-    from pipeline.scoring.manifest import ManifestError
+    from pipeline.scoring.driver import run_groups
 
     started = time.perf_counter()
     args = build_parser().parse_args(argv)
@@ -111,14 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         "images": storage.canonical(args.images),
         "originals": storage.canonical(originals),
     }
-    try:
+    with scoring_errors():
         summary, run = run_groups(groups, cfg, kind="clic", identity=identity, finish=False,
                                   inputs={"csv": args.csv, "images": args.images, "originals": originals})  # fmt: skip
-    except (ManifestError, OutputConflict, ResourceError, ScoringInputError, UnknownModelError) as e:
-        raise UsageError(str(e)) from None
-    except (StalledError, ScoringFailed) as e:
-        print(f"prfeval clic: stopped: {e}", file=sys.stderr)
-        return EXIT_USAGE
     print(
         f"{summary.groups_done} original(s) scored now, {summary.groups_skipped} already scored in "
         f"{storage.display(work)}"

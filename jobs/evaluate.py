@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, ArgumentParser, UsageError, command
-from jobs.scoring_options import add_scoring_options, scoring_config
+from jobs.common import EXIT_OK, EXIT_ROW_ERRORS, ArgumentParser, command
+from jobs.scoring_options import add_scoring_options, scoring_config, scoring_errors
 from pipeline.io import storage
 from pipeline.scoring import pairing
 
@@ -52,17 +52,7 @@ def build_parser() -> ArgumentParser:
 
 @command
 def main(argv: list[str] | None = None) -> int:
-    from model import UnknownModelError
-    from pipeline.scoring.driver import (
-        EvaluateConfig,
-        OutputConflict,
-        ResourceError,
-        ScoringFailed,
-        ScoringInputError,
-        StalledError,
-        run_evaluate,
-    )
-    from pipeline.scoring.manifest import ManifestError
+    from pipeline.scoring.driver import EvaluateConfig, run_evaluate
 
     args = build_parser().parse_args(argv)
     roots = args.allow_roots or [storage.parent(args.manifest), args.output]
@@ -70,19 +60,12 @@ def main(argv: list[str] | None = None) -> int:
                              match_tolerance=args.match_tolerance, allow_roots=roots)  # fmt: skip
     cfg = EvaluateConfig(manifest=args.manifest, codecs=args.codecs, scoring=scoring)
     if args.dry_run:
-        try:
+        with scoring_errors():
             plan = dry_run(cfg)
-        except (ManifestError, ScoringInputError, UnknownModelError) as e:
-            raise UsageError(str(e)) from None
         print_plan(plan, cfg)
         return EXIT_ROW_ERRORS if plan.errors else EXIT_OK
-    try:
+    with scoring_errors():
         summary = run_evaluate(cfg, registry=args.registry)
-    except (ManifestError, OutputConflict, ResourceError, ScoringInputError, UnknownModelError) as e:
-        raise UsageError(str(e)) from None
-    except (StalledError, ScoringFailed) as e:
-        print(f"prfeval evaluate: stopped: {e}", file=sys.stderr)
-        return EXIT_USAGE
     print_summary(summary)
     return EXIT_ROW_ERRORS if summary.errors or summary.failed_groups else EXIT_OK
 

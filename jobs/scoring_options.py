@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 
@@ -96,3 +97,27 @@ def scoring_config(args: argparse.Namespace, name: str, argv: list[str] | None, 
     except (ScoringInputError, UnknownModelError) as e:
         raise UsageError(str(e)) from None
     return cfg
+
+
+@contextlib.contextmanager
+def scoring_errors():
+    """A scoring run's failures as every scoring command reports them, in one line with exit 2: an input the
+    driver refuses (manifest, an output of another run, resources, checkpoint, model or metric name) as a usage
+    error; a run that stopped (a stalled cluster, actors that cannot start) with what it said, finished groups
+    kept for a rerun."""
+    from model import UnknownModelError
+    from pipeline.scoring.driver import (
+        OutputConflict,
+        ResourceError,
+        ScoringFailed,
+        ScoringInputError,
+        StalledError,
+    )
+    from pipeline.scoring.manifest import ManifestError
+
+    try:
+        yield
+    except (ManifestError, OutputConflict, ResourceError, ScoringInputError, UnknownModelError) as e:
+        raise UsageError(str(e)) from None
+    except (StalledError, ScoringFailed) as e:  # their messages say the run stopped and that a rerun resumes
+        raise UsageError(str(e)) from None
