@@ -75,24 +75,14 @@ def build_parser() -> ArgumentParser:
         help=f"PRFNet regression when the P(candidate better) interval is below 0.5 - margin "
         f"(default: {th.margin})",
     )
-    p.add_argument(
-        "--rate-margin",
-        type=float,
-        default=th.rate_margin,
-        help=f"relative bpp increase tolerated at equal quality (default: {th.rate_margin})",
-    )
-    p.add_argument(
-        "--psnr-margin",
-        type=float,
-        default=th.psnr_margin,
-        help=f"PSNR drop in dB tolerated (default: {th.psnr_margin})",
-    )
-    p.add_argument(
-        "--ms-ssim-margin",
-        type=float,
-        default=th.ms_ssim_margin,
-        help=f"MS-SSIM drop tolerated (default: {th.ms_ssim_margin})",
-    )
+    for flag, attr, what in (
+        ("--rate-margin", "rate_margin", "relative bpp increase tolerated at equal quality"),
+        ("--psnr-margin", "psnr_margin", "PSNR drop in dB tolerated"),
+        ("--ms-ssim-margin", "ms_ssim_margin", "MS-SSIM drop tolerated"),
+    ):
+        p.add_argument(
+            flag, type=float, default=getattr(th, attr), help=f"{what} (default: {getattr(th, attr)})"
+        )
     p.add_argument(
         "--metric-margin",
         action="append",

@@ -436,32 +436,25 @@ METRICS: Registry[MetricInfo] = Registry("metric", error=UnknownMetricError, cut
 DEFAULT_METRICS: tuple[str, ...] = ("psnr", "psnr_y", "ms_ssim")  # the cheap ones, the columns of every run
 PLUGIN_GROUP = "prfeval.metrics"
 
+
+def _psnr_info(name: str, fn, title: str, description: str) -> MetricInfo:
+    """A PSNR of ours: dB, higher is better, unbounded above (identical images are +inf), margin 0.1 dB."""
+    return MetricInfo(
+        name=name, fn=fn, higher_is_better=True, unit="dB", range=(0.0, math.inf), best=math.inf, title=title,
+        uses_stats=True, implementation=_OURS, version="1", margin=0.1, description=description,
+    )  # fmt: skip
+
+
 for _info in (
-    MetricInfo(
-        name="psnr", fn=psnr, higher_is_better=True, unit="dB", range=(0.0, math.inf), best=math.inf,
-        title="PSNR", uses_stats=True, implementation=_OURS, version="1", margin=0.1,
-        description="PSNR over RGB, MSE over all pixels and channels, 8-bit peak 255",
-    ),
-    MetricInfo(
-        name="psnr_y", fn=psnr_y, higher_is_better=True, unit="dB", range=(0.0, math.inf), best=math.inf,
-        title="PSNR-Y", uses_stats=True, implementation=_OURS, version="1", margin=0.1,
-        description="PSNR over BT.601 studio-range luma (skimage rgb2ycbcr), peak 255",
-    ),
+    _psnr_info("psnr", psnr, "PSNR", "PSNR over RGB, MSE over all pixels and channels, 8-bit peak 255"),
+    _psnr_info("psnr_y", psnr_y, "PSNR-Y", "PSNR over BT.601 studio-range luma (skimage rgb2ycbcr), peak 255"),
     MetricInfo(
         name="ms_ssim", fn=ms_ssim, higher_is_better=True, unit="", range=(0.0, 1.0), best=1.0, nullable=True,
         title="MS-SSIM", min_size=MS_SSIM_MIN_SIDE, uses_stats=True, implementation=_OURS, version="1",
         margin=0.001, description="5-scale MS-SSIM (Wang et al. 2003) per RGB channel, averaged; null below 161 px",
     ),
-    MetricInfo(
-        name="psnr_cb", fn=psnr_cb, higher_is_better=True, unit="dB", range=(0.0, math.inf), best=math.inf,
-        title="PSNR-Cb", uses_stats=True, implementation=_OURS, version="1", margin=0.1,
-        description="PSNR over the BT.601 studio-range Cb plane (skimage rgb2ycbcr), peak 255",
-    ),
-    MetricInfo(
-        name="psnr_cr", fn=psnr_cr, higher_is_better=True, unit="dB", range=(0.0, math.inf), best=math.inf,
-        title="PSNR-Cr", uses_stats=True, implementation=_OURS, version="1", margin=0.1,
-        description="PSNR over the BT.601 studio-range Cr plane (skimage rgb2ycbcr), peak 255",
-    ),
+    _psnr_info("psnr_cb", psnr_cb, "PSNR-Cb", "PSNR over the BT.601 studio-range Cb plane (skimage rgb2ycbcr), peak 255"),
+    _psnr_info("psnr_cr", psnr_cr, "PSNR-Cr", "PSNR over the BT.601 studio-range Cr plane (skimage rgb2ycbcr), peak 255"),
     MetricInfo(
         name="ssimulacra2", fn=ssimulacra2, higher_is_better=True, unit="", range=(-math.inf, 100.0), best=100.0,
         nullable=True, title="SSIMULACRA2", min_size=fr_metrics.S2_MIN_SIDE, uses_stats=True,
