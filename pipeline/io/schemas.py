@@ -24,6 +24,16 @@ MANIFEST = pa.schema(
 )
 
 # What `prfeval sweep` writes: the manifest plus how long the codec took.
+# the per-image speed columns a sweep measures (wall and CPU, single-threaded), carried into `images`
+TIMING_COLUMNS = (
+    "encode_ms",
+    "decode_ms",
+    "encode_cpu_ms",
+    "decode_cpu_ms",
+    "encode_mp_per_s",
+    "decode_mp_per_s",
+)
+
 SWEEP_MANIFEST = pa.schema(
     [
         *MANIFEST,

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-COLUMNS = ("encode_ms", "decode_ms", "encode_cpu_ms", "decode_cpu_ms", "encode_mp_per_s", "decode_mp_per_s")
+from pipeline.io import schemas
+
+COLUMNS = schemas.TIMING_COLUMNS
 ROW_COLUMNS = [
     "codec",
     "n_images",

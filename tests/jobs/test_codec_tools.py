@@ -16,7 +16,7 @@ from PIL import Image
 from jobs import evaluate, report, sweep
 from jobs import metrics as metrics_cmd
 from pipeline.image import samples
-from pipeline.io import storage
+from pipeline.io import schemas, storage
 from pipeline.scoring import results
 
 pytestmark = pytest.mark.slow
@@ -75,14 +75,7 @@ def test_sweep_evaluate_report_with_new_encoders_metrics_and_speed(s3, ray_local
     capsys.readouterr()
     images = results.read_table(results_out, "images")
     assert len(images) == 2 * GOOD_SETTINGS
-    for col in (
-        "encode_ms",
-        "decode_ms",
-        "encode_cpu_ms",
-        "decode_cpu_ms",
-        "encode_mp_per_s",
-        "decode_mp_per_s",
-    ):
+    for col in schemas.TIMING_COLUMNS:
         assert (images[col] > 0).all(), col
     for metric in ("ssimulacra2", "butteraugli", "ciede2000"):
         assert images[metric].notna().all(), metric

@@ -302,14 +302,7 @@ def test_options_targets_and_speed_in_the_manifest(tmp_path, capsys):
         )
     )
     for r in rows.values():
-        for col in (
-            "encode_ms",
-            "decode_ms",
-            "encode_cpu_ms",
-            "decode_cpu_ms",
-            "encode_mp_per_s",
-            "decode_mp_per_s",
-        ):
+        for col in schemas.TIMING_COLUMNS:
             assert r[col] > 0, (r["dist_id"], col)
         assert r["encode_mp_per_s"] == pytest.approx(r["width"] * r["height"] / 1e3 / r["encode_ms"])
         assert (
