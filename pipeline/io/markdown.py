@@ -102,3 +102,35 @@ def fmt_ci(value: object, low: object, high: object, spec: str, unit: str = "", 
 
 
 __all__ = ["MISSING", "cell", "code", "escape", "finite", "fmt", "fmt_ci", "interval", "num", "table"]
+
+
+def unescape(text: str) -> str:
+    """What a Markdown renderer shows of :func:`cell`'s output: backslash escapes and HTML entities undone."""
+    import html
+    import re
+
+    return html.unescape(re.sub(r"\\([\\`*_\[\]|~$])", r"\1", text))
+
+
+def read_tables(text: str) -> dict[str | None, list[dict[str, str]]]:
+    """The tables of a Markdown document prfeval wrote, by the heading above each, as lists of
+    ``{header: shown cell}`` — the inverse of :func:`table`, for checking a document by what a reader sees."""
+    import re
+
+    def cells(row: str) -> list[str]:
+        return [unescape(c.strip()) for c in re.split(r"(?<!\\)\|", row.strip()[1:-1])]
+
+    tables: dict[str | None, list[dict[str, str]]] = {}
+    lines, heading, k = text.splitlines(), None, 0
+    while k < len(lines):
+        if lines[k].startswith("#"):
+            heading = unescape(lines[k].lstrip("#").strip())
+        elif lines[k].startswith("|") and k + 1 < len(lines) and lines[k + 1].startswith("|-"):
+            header, rows, k = cells(lines[k]), [], k + 2
+            while k < len(lines) and lines[k].startswith("|"):
+                rows.append(dict(zip(header, cells(lines[k]), strict=True)))
+                k += 1
+            tables[heading] = rows
+            continue
+        k += 1
+    return tables

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import html
 import io
 import json
 import os
@@ -31,6 +30,7 @@ import pandas as pd
 import pytest
 
 from jobs import evaluate, report, sweep
+from pipeline.io import markdown as md
 from pipeline.io import storage
 from pipeline.report.buckets import assign, parse
 from pipeline.scoring import results
@@ -84,31 +84,7 @@ def reported(scored, tmp_path_factory) -> tuple[str, Path, str]:
     return scored, out / "report", buf.getvalue()
 
 
-def md_text(text: str) -> str:
-    """What a Markdown renderer shows of escaped text: backslash escapes and HTML entities undone."""
-    return html.unescape(re.sub(r"\\([\\`*_\[\]|~$])", r"\1", text))
-
-
-def md_cells(row: str) -> list[str]:
-    return [md_text(c.strip()) for c in re.split(r"(?<!\\)\|", row.strip()[1:-1])]
-
-
-def md_tables(text: str) -> dict[str, list[dict[str, str]]]:
-    """The Markdown tables of ``text`` by their heading, as lists of {header: unescaped cell}."""
-    tables: dict[str, list[dict[str, str]]] = {}
-    lines, heading, k = text.splitlines(), None, 0
-    while k < len(lines):
-        if lines[k].startswith("#"):
-            heading = md_text(lines[k].lstrip("#").strip())
-        elif lines[k].startswith("|") and k + 1 < len(lines) and lines[k + 1].startswith("|-"):
-            header, rows, k = md_cells(lines[k]), [], k + 2
-            while k < len(lines) and lines[k].startswith("|"):
-                rows.append(dict(zip(header, md_cells(lines[k]), strict=True)))
-                k += 1
-            tables[heading] = rows
-            continue
-        k += 1
-    return tables
+md_text, md_tables = md.unescape, md.read_tables
 
 
 def rounded(value: float | None, digits: int) -> str:

@@ -47,3 +47,18 @@ def test_error_rows_never_carry_credentials(monkeypatch):
     assert "TOPSECRETKEY" not in row["message"] and not math.isnan(len(row["message"]))
     with pytest.raises(TypeError):
         ErrorRow("load")  # every field is required
+
+
+def test_markdown_tables_read_back_what_a_reader_sees():
+    from pipeline.io import markdown as md
+
+    name = "x|y<script> *a_b* [l](u) `c`\nz"
+    doc = (
+        "# Speed `jpeg`\n\n"
+        + "\n".join(md.table(["codec", "bpp"], [[md.cell(name), md.num(0.25, 3)]]))
+        + "\n"
+    )
+    assert "<script>" not in doc and "\nz" not in doc  # escaped on the way out, one line per row
+    assert md.read_tables(doc) == {
+        "Speed `jpeg`": [{"codec": "x|y<script> *a_b* [l](u) `c` z", "bpp": "0.250"}]
+    }

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.io import markdown as md
 from pipeline.io.markdown import cell
 from pipeline.report import ReportInputError, ReportOptions, make_report, markdown, write
 from pipeline.report.buckets import assign, parse
@@ -20,37 +21,7 @@ from pipeline.scoring import results
 OPTIONS = ReportOptions(n_boot=100, seed=3, top_disagreements=3)
 
 
-def md_text(text: str) -> str:
-    """What a Markdown renderer shows of escaped text: backslash escapes and HTML entities undone."""
-    return html.unescape(re.sub(r"\\([\\`*_\[\]|~$])", r"\1", text))
-
-
-def md_tables(text: str) -> dict[str, list[dict[str, str]]]:
-    """The Markdown tables of ``text`` by their heading, as lists of {header: unescaped cell}."""
-    tables: dict[str, list[dict[str, str]]] = {}
-    lines = text.splitlines()
-    heading = None
-    k = 0
-    while k < len(lines):
-        line = lines[k]
-        if line.startswith("#"):
-            heading = md_text(line.lstrip("#").strip())
-        elif line.startswith("|") and k + 1 < len(lines) and lines[k + 1].startswith("|-"):
-
-            def cells(row: str) -> list[str]:
-                parts = re.split(r"(?<!\\)\|", row.strip()[1:-1])
-                return [md_text(p.strip()) for p in parts]
-
-            header = cells(line)
-            rows = []
-            k += 2
-            while k < len(lines) and lines[k].startswith("|"):
-                rows.append(dict(zip(header, cells(lines[k]), strict=True)))
-                k += 1
-            tables[heading] = rows
-            continue
-        k += 1
-    return tables
+md_text, md_tables = md.unescape, md.read_tables
 
 
 def close(text: str, value: float | None, digits: int) -> bool:
