@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline.io import storage
+from pipeline.io import storage, tables
 from pipeline.scoring.manifest import group_key
 
 COLUMNS = ("original", "file_a", "file_b")
@@ -89,12 +89,7 @@ def parse_csv(text: str, *, name: str = "CSV", labelled: bool | None = None) -> 
 def read_csv(uri: str, *, labelled: bool | None = None) -> pd.DataFrame:
     """:func:`parse_csv` of a CSV at any URI; a missing or unreadable file raises :class:`ClicFormatError`."""
     shown = storage.display(uri)
-    try:
-        data = storage.read_bytes(uri)
-    except FileNotFoundError:
-        raise ClicFormatError(f"{shown}: no such file") from None
-    except OSError as e:
-        raise ClicFormatError(f"{shown}: cannot read ({storage.redact(str(e))})") from None
+    data = tables.read_input(uri, error=ClicFormatError, allow_empty=True)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from pipeline.image import decoding
-from pipeline.io import storage
+from pipeline.io import storage, tables
 from pipeline.io.records import ReferenceGroup
 from pipeline.runs.lifecycle import FINISHED, INCOMPLETE, Run, config_record
 from pipeline.runs.lifecycle import OutputConflict as OutputConflict  # raised by run_groups
@@ -220,12 +220,7 @@ def checkpoint_id(model: str, checkpoint: str | None) -> str:
     if (model, uri) in _CHECKED:
         return _CHECKED[model, uri]
     where = f"checkpoint {storage.display(uri)}"
-    try:
-        data = storage.read_bytes(uri)
-    except FileNotFoundError:
-        raise ScoringInputError(f"{where}: no such file") from None
-    except OSError as e:
-        raise ScoringInputError(f"{where}: cannot read ({storage.redact(str(e))})") from None
+    data = tables.read_input(uri, error=ScoringInputError, what="checkpoint", allow_empty=True)
     try:
         meta = _prfeval_metadata(read_safetensors_header(data, where), where)
     except CheckpointError as e:
@@ -592,4 +587,3 @@ def run_evaluate(cfg: EvaluateConfig, *, registry: str | Literal[False] | None =
                             inputs={"manifest": cfg.manifest, "codecs": cfg.codecs}, codec_table=codec_table,
                             errors=mf.errors, registry=registry)  # fmt: skip
     return summary
-
