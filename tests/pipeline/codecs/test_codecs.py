@@ -188,6 +188,14 @@ def test_spec_files_and_mappings_say_the_same(tmp_path):
         ("jpeg:q=", "expected 'q=v1,v2"),
         ("", "empty codec spec"),
         ("missing-spec.toml", "does not exist"),
+        # options beside the knob: the error names the codec's options
+        ("jpeg:q=50;effort=3", "jpeg has no knob or option 'effort'"),
+        ("jpeg:q=50;effort=3", "subsampling=444|422|420 (default 420), optimize=0|1 (default 1)"),
+        ("jp2:ratio=10;subsampling=444", "options: none"),
+        ("jpeg:q=50;subsampling=411", "subsampling=411 is not allowed; subsampling=444|422|420"),
+        ("jxl:d=1;effort=11", "effort=1..10"),
+        ("jpeg:bpp=0", "not a positive number of bits per pixel"),
+        ("jpeg:bpp=fast", "not a number"),
     ],
 )
 def test_spec_errors_say_what_is_available(spec, expected):
