@@ -561,12 +561,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--output", required=True, type=Path, help="work folder (cached stages)")
     p.add_argument("--stage", default="all", choices=["prepare", "train", "report", "all"])
-    p.add_argument("--recipes", default="finetune", help=f"comma-separated, of: {', '.join(RECIPES)}")
+    p.add_argument(
+        "--recipes", default="finetune,finetune-half", help=f"comma-separated, of: {', '.join(RECIPES)}"
+    )
     p.add_argument("--best", default="finetune", help="the recipe shown in the figure")
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--only-fold", type=int, help="train this fold only")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument(
