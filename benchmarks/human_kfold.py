@@ -47,43 +47,26 @@ METRICS = ("psnr", "psnr_y", "ms_ssim", "ssimulacra2")
 METRIC_NAMES = {"psnr": "PSNR (RGB)", "psnr_y": "PSNR-Y", "ms_ssim": "MS-SSIM", "ssimulacra2": "SSIMULACRA2"}
 PACKAGED = "PRFNet synthetic-only"  # stage 1, the packaged checkpoint before the human-trained one
 
-# recipe name -> (description, prfeval train options, extra: synthetic weight, training-originals fraction)
-BASE = ["--label-smoothing", "0.0"]  # crops of the model's patch size, 128 px, with flips
-FINETUNE = [*BASE, "--init-checkpoint", "packaged"]
+# recipe name -> what it is, its prfeval train options (crops of the model's 128-px patch, with flips, by default),
+# and extras: synthetic triplets mixed in at a weight, the fraction of a fold's training originals used
+FT = ["--init-checkpoint", "packaged", "--label-smoothing", "0.0"]
 RECIPES: dict[str, dict] = {
-    "finetune": {
-        "about": "init from the synthetic-only checkpoint; human triplets weighted by answers; lr 5e-4",
-        "args": [*FINETUNE, "--lr", "5e-4"],
-    },
-    "finetune-half": {
-        "about": "as finetune, on half of the fold's training originals (learning curve)",
-        "args": [*FINETUNE, "--lr", "5e-4"],
-        "train_fraction": 0.5,
-    },
-    "finetune-lr2e-3": {"about": "as finetune, peak lr 2e-3", "args": [*FINETUNE, "--lr", "2e-3"]},
-    "finetune-lr1e-4": {"about": "as finetune, peak lr 1e-4", "args": [*FINETUNE, "--lr", "1e-4"]},
-    "finetune-ls0.2": {
-        "about": "as finetune, label smoothing 0.2",
-        "args": ["--label-smoothing", "0.2", *FINETUNE[-2:], "--lr", "5e-4"],
-    },
-    "finetune-mix": {
-        "about": "as finetune, 1,000 synthetic known-order triplets mixed in (weight 1 each)",
-        "args": [*FINETUNE, "--lr", "5e-4"],
-        "synthetic_weight": 1.0,
-    },
-    "finetune-crop192": {
-        "about": "as finetune, 192-px crops",
-        "args": [*FINETUNE, "--lr", "5e-4", "--crop", "192"],
-    },
-    "scratch": {"about": "random init, human triplets only, lr 2e-3", "args": [*BASE, "--lr", "2e-3"]},
-}
+    "finetune": {"about": "init from the synthetic-only checkpoint; lr 5e-4", "args": [*FT, "--lr", "5e-4"]},
+    "finetune-half": {"about": "as finetune, on half of a fold's training originals", "args": [*FT, "--lr", "5e-4"],
+                      "train_fraction": 0.5},
+    "finetune-lr2e-3": {"about": "as finetune, peak lr 2e-3", "args": [*FT, "--lr", "2e-3"]},
+    "finetune-lr1e-4": {"about": "as finetune, peak lr 1e-4", "args": [*FT, "--lr", "1e-4"]},
+    "finetune-ls0.2": {"about": "as finetune, label smoothing 0.2", "args": [*FT[:2], "--label-smoothing", "0.2",
+                                                                            "--lr", "5e-4"]},
+    "finetune-mix": {"about": "as finetune, 1,000 synthetic triplets mixed in (weight 1 each)",
+                     "args": [*FT, "--lr", "5e-4"], "synthetic_weight": 1.0},
+    "finetune-crop192": {"about": "as finetune, 192-px crops", "args": [*FT, "--lr", "5e-4", "--crop", "192"]},
+    "scratch": {"about": "random init, lr 2e-3", "args": ["--label-smoothing", "0.0", "--lr", "2e-3"]},
+}  # fmt: skip
 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-# ------------------------------------------------------------------------------------------------ 1. images
 
 
 def prepare_images(data: Path, out: Path, metrics: tuple[str, ...]) -> pd.DataFrame:
@@ -135,9 +118,6 @@ def prepare_images(data: Path, out: Path, metrics: tuple[str, ...]) -> pd.DataFr
     return df
 
 
-# ------------------------------------------------------------------------------------------------ 2. triplets
-
-
 def prepare_triplets(data: Path, out: Path, images: pd.DataFrame) -> pd.DataFrame:
     target = out / "triplets.parquet"
     if target.exists():
@@ -176,9 +156,6 @@ def prepare_triplets(data: Path, out: Path, images: pd.DataFrame) -> pd.DataFram
     df.to_parquet(target, index=False)
     log(f"triplets: {len(df)} pairs, {int(df['votes'].sum())} answers, {df['ref_id'].nunique()} originals")
     return df
-
-
-# ------------------------------------------------------------------------------------------------ 3. packaged
 
 
 PACKAGED_FILE = ROOT / "model" / "weights" / "prfnet-tiny.safetensors"
@@ -253,9 +230,6 @@ def packaged_logits(out: Path, triplets: pd.DataFrame) -> np.ndarray:
     return pd.read_parquet(target)["logit"].to_numpy()
 
 
-# ------------------------------------------------------------------------------------------------ 4. folds, training
-
-
 def make_folds(originals: list[str], k: int, seed: int) -> list[list[str]]:
     order = np.random.default_rng(seed).permutation(sorted(originals))
     return [sorted(map(str, order[i::k])) for i in range(k)]
@@ -317,9 +291,6 @@ def train_fold(
     (folder / "seconds.txt").write_text(f"{seconds:.1f}\n")
     log(f"train {name} fold {fold}: {seconds:.0f} s")
     return pd.read_parquet(val)
-
-
-# ------------------------------------------------------------------------------------------------ 5. figures
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -444,10 +415,7 @@ def train_final(out: Path, name: str, args) -> Path:
 
 
 def plot(path: Path, pooled: pd.DataFrame, judges: list[str], curve: pd.DataFrame) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the Agg backend is chosen in main
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
     allrows = pooled[pooled["group"] == "all"].set_index("judge")
@@ -477,12 +445,10 @@ def plot(path: Path, pooled: pd.DataFrame, judges: list[str], curve: pd.DataFram
     right.axhline(allrows.loc[best, "agreement"], color="k", ls="-.", label=f"{best} (no training)")
     right.axhline(ceiling, color="tab:red", ls="--", label="ceiling")
     right.axhline(0.9 * ceiling, color="tab:orange", ls=":", label="0.9 x ceiling (goal)")
-    right.set_xlabel("human-rated training originals per fold")
-    right.set_ylabel("held-out agreement")
+    right.set(xlabel="human-rated training originals per fold", ylabel="held-out agreement")
     right.set_title("learning curve", fontsize=10)
     right.legend(fontsize=8, loc="center right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     log(f"figure: {path}")
 
@@ -566,7 +532,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--best", default="finetune", help="the recipe shown in the figure")
     p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--only-fold", type=int, help="train this fold only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
@@ -578,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", type=Path, help="write the figure here (PNG)")
     p.add_argument("--final", help="train this recipe on all originals (the packaging candidate)")
     args = p.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
     out, data = args.output.resolve(), args.data.resolve()
     out.mkdir(parents=True, exist_ok=True)
     from pipeline.image import metrics as metric_mod
@@ -599,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, test_refs in enumerate(folds):
             train_refs = sorted(set(triplets["ref_id"]) - set(test_refs))
             val = out / "runs" / name / f"fold{k}" / "run" / "validation" / f"epoch-{args.epochs:04d}.parquet"
-            if args.stage == "report" or (args.only_fold is not None and k != args.only_fold):
+            if args.stage == "report":
                 if not val.exists():
                     continue
                 frame = pd.read_parquet(val)
