@@ -5,8 +5,8 @@ per table, and the S3 requests of a small run (nothing here is a test).
    tenth group), written three ways with the same rows: the per-group layout of older outputs
    (``<table>/<key>.parquet``), parts compacted as a finished run leaves them (``results.write_group`` then
    ``results.compact``), and one hand-written file per table;
-2. the latency of ``query --example top-codecs`` and of ``report --n-boot N`` over each, in process, median of 3
-   after a warm-up, the layouts taken in turn;
+2. the latency of ``query --example top-codecs``, of the report's reads (the three tables as pandas) and of
+   ``report --n-boot N`` over each, in process, median of 3 after a warm-up, the layouts taken in turn;
 3. on a moto S3 server on 127.0.0.1: the files and S3 requests of a run of ``--s3-groups`` groups (the write
    tasks' parts, the compaction, then one query), counted by a wrapper around s3fs's request call.
 
@@ -142,20 +142,34 @@ def rotated_medians(fns: dict[str, object], repeat: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def read_fn(folder: str):
+    """What the report reads: the three tables as pandas (``results.read_table``)."""
+
+    def fn():
+        for name in compaction.TABLE_NAMES:
+            results.read_table(folder, name)
+
+    return fn
+
+
 def latency(groups: list[int], n_boot: int, repeat: int) -> None:
     base = tempfile.mkdtemp(prefix="bench-results-")
     try:
-        print("| groups | layout | files | query s | × one file | report s | × one file |")
-        print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+        print(
+            "| groups | layout | files | query s | × one file | report's reads s | × one file | report s | × one file |"
+        )
+        print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for n in groups:
             folders = build(base, n)
             out = os.path.join(base, "q.csv")
             q = rotated_medians({k: query_fn(f, out) for k, f in folders.items()}, repeat)
+            t = rotated_medians({k: read_fn(f) for k, f in folders.items()}, repeat)
             rep = os.path.join(base, "rep")
             r = rotated_medians({k: report_fn(f, rep, n_boot) for k, f in folders.items()}, repeat)
             for kind, folder in folders.items():
                 print(f"| {n} | {kind} | {file_count(folder)} | {q[kind]:.2f} | {q[kind] / q['one-file']:.2f} | "
-                      f"{r[kind]:.2f} | {r[kind] / r['one-file']:.2f} |", flush=True)  # fmt: skip
+                      f"{t[kind]:.2f} | {t[kind] / t['one-file']:.2f} | {r[kind]:.2f} | {r[kind] / r['one-file']:.2f} |",
+                      flush=True)  # fmt: skip
             print(f"  load average after {n} groups: {os.getloadavg()[0]:.1f}", flush=True)
             for folder in folders.values():
                 shutil.rmtree(folder)
