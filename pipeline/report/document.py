@@ -48,9 +48,7 @@ class ReportOptions:
     seed: int = 0
     top_disagreements: int = 6
     figures: bool = True  # False: no matplotlib figures (a JSON/Markdown-only report, faster)
-    judge: str = (
-        "prfnet"  # or a metric: the leaderboards on its pairwise preferences (pipeline.scoring.judge)
-    )
+    judge: str = "prfnet"  # or a metric: leaderboards on its pairwise preferences (pipeline.scoring.judge)
 
 
 @dataclass
