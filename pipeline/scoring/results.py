@@ -10,7 +10,6 @@ published by the index ``_tables.json`` (:mod:`pipeline.scoring.compaction`). Ev
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -21,9 +20,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from pipeline.io import schemas, storage
-from pipeline.io.jsonable import jsonable
 from pipeline.io.records import ErrorRow
 from pipeline.io.tables import parquet_bytes
+from pipeline.runs import lifecycle
 from pipeline.scoring import compaction
 from pipeline.scoring.load import LoadedGroup, MeasuredImage
 
@@ -284,12 +283,10 @@ def count_rows(results: str, name: str) -> int:
 
 
 def read_run(results: str) -> dict | None:
-    uri = storage.join(results, "run.json")
-    try:
-        return json.loads(storage.read_text(uri))
-    except FileNotFoundError:
-        return None
+    """The folder's ``run.json`` (the run lifecycle's record), or None."""
+    return lifecycle.read_record(results)
 
 
 def write_run(results: str, run: dict) -> None:
-    storage.write_text(storage.join(results, "run.json"), json.dumps(jsonable(run), indent=2, sort_keys=True))
+    """Write the folder's ``run.json`` as the run lifecycle writes it (for tools and tests that build folders)."""
+    lifecycle.write_record(results, run)
