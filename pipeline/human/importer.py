@@ -99,11 +99,10 @@ def read_reference_files(uri: str) -> pd.DataFrame:
         },
     ).to_pandas()
     df = df.rename(columns={"originalName": "original", "jpeg_sha256": "sha256"})
-    missing = [c for c in ("method", "original", "bytes") if c not in df.columns]
-    if missing:
-        raise st.StudyError(
-            f"reference files table {storage.display(uri)}: missing column(s) {', '.join(missing)}"
-        )
+    tables.require_columns(
+        df.columns, ("method", "original", "bytes"), error=st.StudyError,
+        where=f"reference files table {storage.display(uri)}",
+    )  # fmt: skip
     df["bytes"] = pd.to_numeric(df["bytes"], errors="coerce")
     return df[[c for c in ("method", "original", "bytes", "sha256") if c in df.columns]]
 

@@ -93,12 +93,7 @@ def _read(uri: str, what: str, columns: tuple[str, ...]) -> pd.DataFrame:
         uri, error=StudyError, what=what, column_types=dict.fromkeys(columns, pa.string())
     )
     df = table.to_pandas()
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise StudyError(
-            f"{what} {storage.display(uri)}: missing column(s) {', '.join(missing)} "
-            f"(found: {', '.join(map(str, df.columns)) or 'none'})"
-        )
+    tables.require_columns(df.columns, columns, error=StudyError, where=f"{what} {storage.display(uri)}")
     if df.empty:
         raise StudyError(f"{what} {storage.display(uri)}: no rows")
     return df.reset_index(drop=True)

@@ -87,6 +87,18 @@ def read_table(uri: str, *, error: type[Exception] = ValueError, what: str = "",
     return parse_table(uri, read_input(uri, error=error, what=what), error=error, what=what, **options)
 
 
+def require_columns(
+    columns, required, *, error: type[Exception] = ValueError, where: str = "table", needs: str = ""
+) -> None:
+    """Raise ``error`` naming the ``required`` columns missing from ``columns`` and the columns found."""
+    columns = [str(c) for c in columns]
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise error(
+            f"{where}: missing column(s) {', '.join(missing)}{needs} (found: {', '.join(columns) or 'none'})"
+        )
+
+
 def parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf, compression=COMPRESSION)

@@ -61,12 +61,13 @@ def _is_table(uri: str, data: bytes) -> bool:
 
 def from_table(df: pd.DataFrame, base: str, *, name: str = "table") -> pd.DataFrame:
     """Validate and normalise a labelled table; relative URIs resolve against ``base``."""
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise TripletError(
-            f"{name}: missing column(s) {', '.join(missing)}; a triplet table needs "
-            f"{', '.join(REQUIRED)} (found: {', '.join(map(str, df.columns)) or 'none'})"
-        )
+    tables.require_columns(
+        df.columns,
+        REQUIRED,
+        error=TripletError,
+        where=name,
+        needs=f"; a triplet table needs {', '.join(REQUIRED)}",
+    )
     if df.empty:
         raise TripletError(f"{name}: no triplet rows")
     df = df.reset_index(drop=True)
