@@ -31,6 +31,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
     "CheckpointError",
+    "checkpoint_metadata",
     "checkpoint_sha256",
     "load_checkpoint",
     "read_safetensors_header",
@@ -99,8 +100,7 @@ def load_checkpoint(
     data = _read(uri)
     where = _display(uri)
     sha = hashlib.sha256(data).hexdigest()
-    header = read_safetensors_header(data, where)
-    meta = _prfeval_metadata(header, where)
+    meta = checkpoint_metadata(data, where)
 
     name = meta.get("model")
     if not isinstance(name, str):
@@ -228,6 +228,12 @@ def read_safetensors_header(data: bytes, where: str = "safetensors file") -> dic
     if 8 + n + end > len(data):
         raise CheckpointError(f"{where} is truncated: {8 + n + end} bytes expected, {len(data)} present")
     return header
+
+
+def checkpoint_metadata(data: bytes, where: str) -> dict[str, Any]:
+    """The prfeval metadata of a checkpoint's bytes, read from the safetensors header alone (no weights decoded,
+    nothing unpickled): what a driver checks before any work starts. Raises :class:`CheckpointError`."""
+    return _prfeval_metadata(read_safetensors_header(data, where), where)
 
 
 def _prfeval_metadata(header: Mapping[str, Any], where: str) -> dict[str, Any]:

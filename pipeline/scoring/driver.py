@@ -212,7 +212,7 @@ def checkpoint_id(model: str, checkpoint: str | None) -> str:
     import hashlib
 
     from model.bundled import default_checkpoint
-    from model.checkpoint import CheckpointError, _prfeval_metadata, read_safetensors_header
+    from model.checkpoint import CheckpointError, checkpoint_metadata
 
     uri = checkpoint or default_checkpoint(model)
     if not uri:
@@ -222,7 +222,7 @@ def checkpoint_id(model: str, checkpoint: str | None) -> str:
     where = f"checkpoint {storage.display(uri)}"
     data = tables.read_input(uri, error=ScoringInputError, what="checkpoint", allow_empty=True)
     try:
-        meta = _prfeval_metadata(read_safetensors_header(data, where), where)
+        meta = checkpoint_metadata(data, where)
     except CheckpointError as e:
         raise ScoringInputError(storage.redact(str(e))) from None
     held = meta.get("model")
